@@ -39,3 +39,21 @@ def text_encoder():
     from gcis.prompts import TextEncoder
 
     return TextEncoder()
+
+
+TINY_TRAINED_TASKS = ["liver", "spleen", "kidney_left", "kidney_right", "aorta"]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_file(tmp_path_factory, text_encoder) -> Path:
+    """A tiny-preset checkpoint with random weights that lists five abdominal tasks as trained."""
+    from gcis.catalogue import load_catalogue
+    from gcis.checkpoint import new_checkpoint, save_checkpoint
+    from gcis.prompts import embed_catalogue
+
+    checkpoint = new_checkpoint("tiny", embed_catalogue(text_encoder, load_catalogue()))
+    checkpoint.trained_tasks = list(TINY_TRAINED_TASKS)
+    checkpoint.metadata["preprocessing"] = {"spacing": [6.0, 6.0, 6.0], "hu_min": -500.0, "hu_max": 500.0}
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    save_checkpoint(path, checkpoint)
+    return path

@@ -6,9 +6,9 @@ import argparse
 import logging
 import sys
 
-from gcis.cli import model_info, prune, tasks
+from gcis.cli import datalist, model_info, prune, tasks, train
 
-COMMANDS = (tasks, model_info, prune)
+COMMANDS = (tasks, model_info, prune, datalist, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Train the shipped weights (bundle/models/model.pt) from the shared data, on CPU or GPU.
+# Rerunning continues from runs/shipped/last.pt, so training can span several sessions.
+# Usage: bash bundle/scripts/train_shipped_weights.sh [DATA_DIR] [extra gcis train options...]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+data="${1:-../shared/data}"
+shift || true
+
+python bundle/scripts/make_training_datalist.py --data "$data" -o runs/shipped_datalist.json
+
+gcis train \
+    --datalist runs/shipped_datalist.json \
+    -o runs/shipped \
+    --preset small \
+    --epochs 24 \
+    --batch-size 2 \
+    --max-tasks 4 \
+    --learning-rate 1e-3 \
+    --validate-every 4 \
+    --resume \
+    --export bundle/models/model.pt \
+    "$@"

@@ -1,0 +1,71 @@
+"""`gcis train`: train or fine-tune gCIS weights from a datalist."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+
+from gcis.data.datalist import load_datalist
+from gcis.network import preset_names
+from gcis.training.trainer import BEST, GCISTrainer, TrainingSettings
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train gCIS weights on a datalist of partially labelled CT")
+    parser.add_argument("--datalist", required=True, help="datalist JSON with a 'training' and optionally a 'validation' section")
+    parser.add_argument("-o", "--output", required=True, help="run folder for last.pt, best.pt and history.json")
+    parser.add_argument("--preset", default="small", choices=preset_names(), help="network size preset")
+    parser.add_argument("--epochs", type=int, default=20, help="number of epochs")
+    parser.add_argument("--steps-per-epoch", type=int, help="steps per epoch (default: training cases / batch size)")
+    parser.add_argument("--batch-size", type=int, default=2, help="crops per step")
+    parser.add_argument("--learning-rate", type=float, default=5e-4, help="peak AdamW learning rate")
+    parser.add_argument("--max-tasks", type=int, default=8, help="most tasks decoded per step")
+    parser.add_argument("--max-minutes", type=float, help="stop and save after this many minutes (resume later)")
+    parser.add_argument("--resume", action="store_true", help="continue from last.pt in the run folder")
+    parser.add_argument("--init-weights", help="checkpoint to fine-tune instead of random initialisation")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--roi-size", type=int, nargs=3, help="override the preset's crop size (z y x voxels)")
+    parser.add_argument("--validate-every", type=int, default=1, help="epochs between validations")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--export", help="copy the best checkpoint to this file when training ends")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train_cases = load_datalist(args.datalist, "training")
+    content = json.loads(Path(args.datalist).read_text(encoding="utf-8"))
+    val_cases = load_datalist(args.datalist, "validation") if "validation" in content else []
+
+    overrides = {"roi_size": args.roi_size} if args.roi_size else {}
+    settings = TrainingSettings(
+        preset=args.preset,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        max_tasks_per_step=args.max_tasks,
+        max_minutes=args.max_minutes,
+        validate_every=args.validate_every,
+        seed=args.seed,
+        device=args.device,
+        init_weights=args.init_weights,
+        preset_overrides=overrides,
+    )
+    trainer = GCISTrainer(settings, train_cases, val_cases, args.output, resume=args.resume)
+    trainer.run()
+
+    best = Path(args.output) / BEST
+    if args.export and best.is_file():
+        Path(args.export).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(best, args.export)
+        logger.info("exported %s to %s", best, args.export)
+    return 0

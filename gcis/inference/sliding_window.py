@@ -1,0 +1,95 @@
+"""Multi-task sliding-window inference that keeps one label map, whatever the number of tasks.
+
+Each voxel takes its prediction from the window in which it lies most centrally
+(the largest value of a separable triangular weight), so window edges, where the
+network sees the least context, never decide a voxel that a more central window
+covers. Per voxel only the best weight so far and the label are stored: memory is
+two volumes plus one window batch's logits, independent of the number of tasks.
+Within a window the label is the task of highest probability above the
+threshold, or 0.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+logger = logging.getLogger(__name__)
+
+
+def window_starts(size: int, roi: int, overlap: float) -> list[int]:
+    """Return window start positions along one axis of `size` voxels (size >= roi)."""
+    if size <= roi:
+        return [0]
+    step = max(1, int(round(roi * (1.0 - overlap))))
+    starts = list(range(0, size - roi, step))
+    starts.append(size - roi)
+    return sorted(set(starts))
+
+
+def centrality_weight(roi: tuple[int, int, int]) -> torch.Tensor:
+    """Return a (D, H, W) weight that is largest at the window centre and positive everywhere."""
+    profiles = []
+    for n in roi:
+        position = torch.arange(n, dtype=torch.float32) + 0.5
+        profiles.append(torch.minimum(position, n - position) / (n / 2.0))
+    return profiles[0][:, None, None] * profiles[1][None, :, None] * profiles[2][None, None, :]
+
+
+@torch.inference_mode()
+def predict_label_map(
+    predictor,
+    volume: np.ndarray | torch.Tensor,
+    label_ids: list[int],
+    roi_size: tuple[int, int, int],
+    overlap: float = 0.25,
+    batch_size: int = 1,
+    threshold: float = 0.5,
+    device: str | torch.device = "cpu",
+    progress=None,
+) -> np.ndarray:
+    """Segment a normalised volume (D, H, W) into a label map of `label_ids`.
+
+    `predictor(windows)` maps a batch (B, 1, *roi_size) to logits (B, T, *roi_size)
+    with T == len(label_ids). `progress`, if given, is called with (done, total)
+    after each batch of windows.
+    """
+    volume = torch.as_tensor(volume, dtype=torch.float32)
+    original_shape = tuple(volume.shape)
+    padding = []
+    for size, roi in zip(reversed(original_shape), reversed(roi_size)):
+        padding.extend([0, max(0, roi - size)])
+    padded = F.pad(volume, padding, value=0.0)
+    shape = tuple(padded.shape)
+
+    labels = torch.zeros(shape, dtype=torch.int32)
+    best_weight = torch.zeros(shape, dtype=torch.float32)
+    weight = centrality_weight(roi_size)
+    ids = torch.tensor([0] + list(label_ids), dtype=torch.int32)
+
+    starts = list(itertools.product(*(window_starts(s, r, overlap) for s, r in zip(shape, roi_size))))
+    total = len(starts)
+    for first in range(0, total, batch_size):
+        batch_starts = starts[first : first + batch_size]
+        windows = torch.stack(
+            [padded[z : z + roi_size[0], y : y + roi_size[1], x : x + roi_size[2]] for z, y, x in batch_starts]
+        )
+        logits = predictor(windows[:, None].to(device)).float().cpu()
+        probabilities = torch.sigmoid(logits)
+        best_probability, best_task = probabilities.max(dim=1)
+        window_labels = torch.where(best_probability > threshold, ids[best_task + 1], ids[0])
+
+        for (z, y, x), window_label in zip(batch_starts, window_labels):
+            region = (slice(z, z + roi_size[0]), slice(y, y + roi_size[1]), slice(x, x + roi_size[2]))
+            closer = weight > best_weight[region]
+            labels[region] = torch.where(closer, window_label, labels[region])
+            best_weight[region] = torch.where(closer, weight, best_weight[region])
+        if progress is not None:
+            progress(min(first + batch_size, total), total)
+
+    crop = tuple(slice(0, s) for s in original_shape)
+    return labels[crop].numpy()

@@ -1,0 +1,300 @@
+"""Training loop for gCIS on partially labelled CT: resumable, with progress, validation and a time budget."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gcis.catalogue import load_catalogue
+from gcis.checkpoint import Checkpoint, load_checkpoint, new_checkpoint, save_checkpoint
+from gcis.data.datalist import Case
+from gcis.data.geometry import Preprocessing
+from gcis.inference.sliding_window import predict_label_map
+from gcis.metrics import dice_score
+from gcis.network import balance_loss
+from gcis.prompts import DEFAULT_TEXT_ENCODER, TextEncoder, embed_catalogue
+from gcis.training.dataset import CachedCase, CropSampler, cache_case
+from gcis.training.loss import masked_dice_bce
+
+logger = logging.getLogger(__name__)
+
+LAST = "last.pt"
+BEST = "best.pt"
+HISTORY = "history.json"
+
+
+@dataclass
+class TrainingSettings:
+    """Settings of one training run; learning rate is for AdamW, times are wall-clock minutes."""
+
+    preset: str = "small"
+    epochs: int = 20
+    steps_per_epoch: int | None = None
+    batch_size: int = 2
+    learning_rate: float = 5e-4
+    weight_decay: float = 1e-5
+    warmup_fraction: float = 0.02
+    max_tasks_per_step: int = 8
+    foreground_fraction: float = 2 / 3
+    balance_weight: float = 0.01
+    routing_noise_until: float = 0.5
+    validate_every: int = 1
+    max_minutes: float | None = None
+    log_every: int = 10
+    seed: int = 0
+    device: str = "cpu"
+    text_encoder: str = DEFAULT_TEXT_ENCODER
+    init_weights: str | None = None
+    preset_overrides: dict = field(default_factory=dict)
+    preprocessing: dict = field(default_factory=lambda: Preprocessing().to_dict())
+
+
+class GCISTrainer:
+    """Train a gCIS checkpoint on cases; writes last.pt, best.pt and history.json to `output_dir`."""
+
+    def __init__(
+        self,
+        settings: TrainingSettings,
+        train_cases: list[Case],
+        val_cases: list[Case],
+        output_dir: str | Path,
+        resume: bool = False,
+    ):
+        self.settings = settings
+        self.train_cases = train_cases
+        self.val_cases = val_cases
+        self.output_dir = Path(output_dir)
+        self.resume = resume
+        self.preprocessing = Preprocessing.from_dict(settings.preprocessing)
+        self.device = torch.device(settings.device)
+        self.history: list[dict] = []
+
+    # Set-up
+
+    def build(self) -> None:
+        """Cache the data, then build or restore the model, optimizer and schedule."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(self.settings.seed)
+        self.train_data = self._cache(self.train_cases, "training")
+        self.val_data = self._cache(self.val_cases, "validation")
+        self.trained_tasks = sorted({task for case in self.train_data for task in case.annotated})
+
+        state = None
+        last = self.output_dir / LAST
+        if self.resume and last.is_file():
+            self.checkpoint, state = load_checkpoint(last, self.device)
+            logger.info("resuming from %s", last)
+        elif self.settings.init_weights:
+            self.checkpoint, _ = load_checkpoint(self.settings.init_weights, self.device)
+            logger.info("fine-tuning from %s", self.settings.init_weights)
+        else:
+            embeddings = embed_catalogue(TextEncoder(self.settings.text_encoder), load_catalogue())
+            overrides = dict(self.settings.preset_overrides)
+            self.checkpoint = new_checkpoint(self.settings.preset, embeddings, seed=self.settings.seed, **overrides)
+        # channels-last 3D tensors halve the convolution time of a training step on CPU (measured on 2 cores).
+        self.model = self.checkpoint.model.to(self.device, memory_format=torch.channels_last_3d)
+        self.checkpoint.trained_tasks = sorted(set(self.checkpoint.trained_tasks) | set(self.trained_tasks))
+        self.task_prompts = self.checkpoint.embeddings.get(self.trained_tasks).to(self.device)
+
+        self.steps_per_epoch = self.settings.steps_per_epoch or max(1, len(self.train_data) // self.settings.batch_size)
+        self.total_steps = self.steps_per_epoch * self.settings.epochs
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._learning_rate_factor)
+        self.sampler = CropSampler(self.model.config.roi_size, self.settings.foreground_fraction, self.settings.seed)
+        self.rng = np.random.default_rng(self.settings.seed + 1)
+        self.step = 0
+        self.best_dice = -1.0
+        if state is not None:
+            self._restore(state)
+
+    def _cache(self, cases: list[Case], name: str) -> list[CachedCase]:
+        start = time.perf_counter()
+        cached = [cache_case(case, self.preprocessing) for case in cases]
+        logger.info("cached %d %s cases on the model grid in %.0f s", len(cached), name, time.perf_counter() - start)
+        return cached
+
+    def _learning_rate_factor(self, step: int) -> float:
+        warmup = max(1, int(self.settings.warmup_fraction * self.total_steps))
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, self.total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    # Training
+
+    def run(self) -> Checkpoint:
+        """Train until the last epoch or the time budget; return the best checkpoint's model state."""
+        self.build()
+        start = time.perf_counter()
+        step_times: list[float] = []
+        stopped_early = False
+
+        while self.step < self.total_steps:
+            epoch = self.step // self.steps_per_epoch
+            step_start = time.perf_counter()
+            loss = self.train_step()
+            step_times.append(time.perf_counter() - step_start)
+            self.step += 1
+
+            if self.step % self.settings.log_every == 0 or self.step == self.total_steps:
+                seconds = float(np.mean(step_times[-50:]))
+                eta = seconds * (self.total_steps - self.step) / 60
+                logger.info(
+                    "epoch %d/%d step %d/%d loss %.4f lr %.2e %.2f s/step ETA %.0f min",
+                    epoch + 1, self.settings.epochs, self.step, self.total_steps, loss,
+                    self.optimizer.param_groups[0]["lr"], seconds, eta,
+                )
+
+            if self.step % self.steps_per_epoch == 0:
+                self.end_epoch(epoch, time.perf_counter() - start)
+
+            budget = self.settings.max_minutes
+            if budget is not None and (time.perf_counter() - start) / 60 > budget and self.step < self.total_steps:
+                self.save(LAST)
+                logger.warning(
+                    "stopped at step %d of %d after the %.0f-minute budget; rerun with --resume to continue",
+                    self.step, self.total_steps, budget,
+                )
+                stopped_early = True
+                break
+
+        if not stopped_early and self.step % self.steps_per_epoch != 0:
+            self.end_epoch(self.step // self.steps_per_epoch, time.perf_counter() - start)
+        return self.checkpoint
+
+    def train_step(self) -> float:
+        self.model.train()
+        self.model.routing_noise = max(0.0, 1.0 - self.step / max(1.0, self.settings.routing_noise_until * self.total_steps))
+        images, targets, annotated, tasks = self.sample_batch()
+        prompts = self.checkpoint.embeddings.get(tasks).to(self.device)
+
+        logits = self.model(images, prompts)
+        loss = masked_dice_bce(logits, targets, annotated)
+        if self.settings.balance_weight > 0:
+            routing = self.model.routing_logits(self.task_prompts)
+            balance = torch.stack([balance_loss(routing[:, k]) for k in range(routing.shape[1])]).mean()
+            loss = loss + self.settings.balance_weight * balance
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+        """Draw crops from random cases; return images, per-task targets, the annotated mask and task names."""
+        weights = np.array([case.weight for case in self.train_data], dtype=float)
+        chosen = self.rng.choice(len(self.train_data), size=self.settings.batch_size, p=weights / weights.sum())
+        cases = [self.train_data[i] for i in chosen]
+        crops = [self.sampler.sample(case) for case in cases]
+
+        tasks_in_crops = []
+        other_tasks = []
+        for case, (_, label) in zip(cases, crops):
+            present = set(np.unique(label).tolist())
+            for task in case.annotated:
+                bucket = tasks_in_crops if case.task_value(task) in present else other_tasks
+                if task not in tasks_in_crops and task not in bucket:
+                    bucket.append(task)
+        other_tasks = [t for t in other_tasks if t not in tasks_in_crops]
+        self.rng.shuffle(tasks_in_crops)
+        self.rng.shuffle(other_tasks)
+        tasks = (tasks_in_crops + other_tasks)[: self.settings.max_tasks_per_step]
+        if not tasks:
+            tasks = [self.trained_tasks[self.rng.integers(len(self.trained_tasks))]]
+
+        targets = np.zeros((len(cases), len(tasks), *self.sampler.roi_size), dtype=np.float32)
+        annotated = np.zeros((len(cases), len(tasks)), dtype=np.float32)
+        for b, (case, (_, label)) in enumerate(zip(cases, crops)):
+            for t, task in enumerate(tasks):
+                if task in case.annotated:
+                    annotated[b, t] = 1.0
+                    targets[b, t] = label == case.task_value(task)
+        images = torch.from_numpy(np.stack([image for image, _ in crops])[:, None])
+        return (
+            images.to(self.device).contiguous(memory_format=torch.channels_last_3d),
+            torch.from_numpy(targets).to(self.device),
+            torch.from_numpy(annotated).to(self.device),
+            tasks,
+        )
+
+    # Validation and saving
+
+    def validate(self) -> dict[str, float]:
+        """Return the mean Dice per task over the validation cases (on the model grid)."""
+        self.model.eval()
+        scores: dict[str, list[float]] = {}
+        catalogue = load_catalogue()
+        for case in self.val_data:
+            tasks = [t for t in case.annotated if t in self.trained_tasks]
+            if not tasks:
+                continue
+            ids = [catalogue.get(t).id for t in tasks]
+            prompts = self.checkpoint.embeddings.get(tasks).to(self.device)
+            prediction = predict_label_map(
+                lambda windows: self.model(windows.contiguous(memory_format=torch.channels_last_3d), prompts),
+                case.image, ids, self.model.config.roi_size,
+                overlap=0.0,  # fewest windows: validation only ranks epochs
+                device=self.device,
+            )
+            for task, task_id in zip(tasks, ids):
+                scores.setdefault(task, []).append(dice_score(prediction == task_id, case.label == case.task_value(task)))
+        return {task: float(np.mean(values)) for task, values in sorted(scores.items())}
+
+    def end_epoch(self, epoch: int, elapsed: float) -> None:
+        record = {"epoch": epoch + 1, "step": self.step, "minutes": round(elapsed / 60, 2)}
+        if self.val_data and (epoch + 1) % self.settings.validate_every == 0:
+            dice = self.validate()
+            mean = float(np.mean(list(dice.values()))) if dice else 0.0
+            record.update({"val_mean_dice": mean, "val_dice": dice})
+            logger.info("epoch %d validation mean Dice %.4f: %s", epoch + 1, mean,
+                        ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
+            if mean > self.best_dice:
+                self.best_dice = mean
+                self.save(BEST)
+        self.history.append(record)
+        (self.output_dir / HISTORY).write_text(json.dumps(self.history, indent=2))
+        self.save(LAST)
+        if not self.val_data:
+            self.save(BEST)
+
+    def save(self, name: str) -> None:
+        self.checkpoint.metadata.update(
+            {
+                "preprocessing": self.preprocessing.to_dict(),
+                "preset": self.settings.preset,
+                "training": {"settings": asdict(self.settings), "steps": self.step, "best_val_mean_dice": self.best_dice},
+            }
+        )
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "best_dice": self.best_dice,
+            "history": self.history,
+            "torch_rng": torch.get_rng_state(),
+            "sampler_rng": self.sampler.rng.bit_generator.state,
+            "batch_rng": self.rng.bit_generator.state,
+        }
+        save_checkpoint(self.output_dir / name, self.checkpoint, training_state=state if name == LAST else None)
+
+    def _restore(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self.best_dice = float(state["best_dice"])
+        self.history = list(state["history"])
+        torch.set_rng_state(state["torch_rng"])
+        self.sampler.rng.bit_generator.state = state["sampler_rng"]
+        self.rng.bit_generator.state = state["batch_rng"]
+        logger.info("restored training state at step %d (best validation Dice %.4f)", self.step, self.best_dice)
