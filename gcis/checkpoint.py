@@ -116,10 +116,43 @@ def save_pruned(path: str | os.PathLike, model: TaskSpecificNet, task: str, meta
 
 def load_pruned(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[TaskSpecificNet, str]:
     """Return (network, task name) from a file written by save_pruned."""
+    model, task, _ = _read_pruned(path)
+    return model.to(device).eval(), task
+
+
+def _read_pruned(path: str | os.PathLike) -> tuple[TaskSpecificNet, str, dict]:
     payload = read_payload(path, PRUNED_FORMAT)
     model = TaskSpecificNet(NetworkConfig.from_dict(payload["config"]), tuple(payload["route"]))
     model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval(), payload["task"]
+    return model, payload["task"], dict(payload.get("metadata", {}))
+
+
+class SingleTaskAdapter(torch.nn.Module):
+    """Give a task-specific network the (image, prompts) interface of GCISNet; prompts only set the task count."""
+
+    def __init__(self, network: TaskSpecificNet):
+        super().__init__()
+        self.network = network
+        self.config = network.config
+
+    def forward(self, image: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        logits = self.network(image)
+        return logits.expand(-1, prompts.reshape(-1, self.config.prompt_dim).shape[0], *logits.shape[2:])
+
+
+def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
+    """Load a full checkpoint, or a pruned or adapted task network wrapped as a one-task checkpoint."""
+    try:
+        payload_format = torch.load(path, map_location="cpu", weights_only=True).get("format")
+    except Exception:  # missing, corrupt or foreign files get load_checkpoint's error message
+        payload_format = None
+    if payload_format != PRUNED_FORMAT:
+        return load_checkpoint(path, device)[0]
+    network, task, metadata = _read_pruned(path)
+    embeddings = PromptEmbeddings(encoder="none", names=[task], vectors=torch.zeros(1, network.config.prompt_dim))
+    model = SingleTaskAdapter(network).to(device).eval()
+    source = metadata.get("source", metadata)
+    return Checkpoint(model=model, embeddings=embeddings, trained_tasks=[task], metadata=dict(source))
 
 
 def count_parameters(module: torch.nn.Module) -> int:

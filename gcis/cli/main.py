@@ -6,9 +6,9 @@ import argparse
 import logging
 import sys
 
-from gcis.cli import datalist, model_info, prune, tasks, train
+from gcis.cli import adapt, datalist, evaluate, model_info, prune, segment, tasks, train
 
-COMMANDS = (tasks, model_info, prune, datalist, train)
+COMMANDS = (tasks, model_info, prune, segment, evaluate, datalist, train, adapt)
 
 
 def build_parser() -> argparse.ArgumentParser:

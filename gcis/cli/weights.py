@@ -51,3 +51,16 @@ def open_weights(args) -> Checkpoint:
         )
     checkpoint, _ = load_checkpoint(path)
     return checkpoint
+
+
+def bundle_weights(bundle: str | None) -> Path:
+    """Return the weights file of a bundle folder (default: ./bundle), or $GCIS_WEIGHTS when no bundle is named."""
+    if bundle is None and os.environ.get(WEIGHTS_ENV):
+        return Path(os.environ[WEIGHTS_ENV])
+    folder = Path(bundle) if bundle else Path("bundle")
+    path = folder / "models" / "model.pt"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"weights {path} not found; pass --bundle DIR (a gCIS bundle folder), --weights FILE or set ${WEIGHTS_ENV}"
+        )
+    return path

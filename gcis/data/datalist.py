@@ -57,12 +57,15 @@ def load_datalist(path: str | os.PathLike, section: str = "training", catalogue:
     if section not in content:
         raise ValueError(f"datalist {path} has no section {section!r}; sections found: {sorted(content)}")
 
-    cases = []
-    for number, item in enumerate(content[section]):
-        where = f"datalist {path}, {section}[{number}]"
-        cases.append(_parse_case(item, path.parent, where, catalogue))
+    cases = parse_cases(content[section], path.parent, f"datalist {path}, {section}", catalogue)
     logger.info("loaded %d %s cases from %s", len(cases), section, path)
     return cases
+
+
+def parse_cases(items: list[dict], root: str | os.PathLike = ".", where: str = "datalist", catalogue: TaskCatalogue | None = None) -> list[Case]:
+    """Turn datalist items (dicts) into cases; relative paths are taken from `root`."""
+    catalogue = catalogue or load_catalogue()
+    return [_parse_case(item, Path(root), f"{where}[{number}]", catalogue) for number, item in enumerate(items)]
 
 
 def _parse_case(item: dict, root: Path, where: str, catalogue: TaskCatalogue) -> Case:

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 import torch
 
 from gcis.catalogue import Task, load_catalogue
-from gcis.checkpoint import Checkpoint, load_checkpoint
+from gcis.checkpoint import Checkpoint, load_weights
 from gcis.data.geometry import Preprocessing, check_ct, from_model_grid, to_model_grid
 from gcis.inference.sliding_window import predict_label_map
 from gcis.prompts import DEFAULT_TEXT_ENCODER, PromptResolver, TextEncoder
@@ -55,8 +55,8 @@ class Segmenter:
 
     @classmethod
     def from_weights(cls, path, **options) -> "Segmenter":
-        checkpoint, _ = load_checkpoint(path)
-        return cls(checkpoint, **options)
+        """Build from a full checkpoint, or from a pruned or adapted task network (one task)."""
+        return cls(load_weights(path), **options)
 
     @property
     def trained_tasks(self) -> list[Task]:

@@ -1,0 +1,35 @@
+"""Write bundle/configs/metadata.json for the shipped weights, with label names from the task catalogue.
+
+Usage: python bundle/scripts/write_metadata.py --weights bundle/models/model.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from gcis.bundle_metadata import build_metadata, write_metadata
+from gcis.checkpoint import load_checkpoint
+
+BUNDLE = Path(__file__).resolve().parents[1]
+CHANGELOG = {"0.1.0": "first bundle: small preset trained on OpenKBP train-pats and the TotalSegmentator example abdomen"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default=str(BUNDLE / "models" / "model.pt"), help="checkpoint the bundle ships")
+    parser.add_argument("-o", "--output", default=str(BUNDLE / "configs" / "metadata.json"), help="metadata file to write")
+    args = parser.parse_args()
+
+    checkpoint, _ = load_checkpoint(args.weights)
+    training = checkpoint.metadata.get("training", {})
+    summary = f"Trained for {training.get('steps', 0)} steps with the {checkpoint.metadata.get('preset', '?')} preset."
+    metadata = build_metadata(checkpoint, CHANGELOG, summary)
+    write_metadata(args.output, metadata)
+    print(f"wrote {args.output}: {len(metadata['network_data_format']['outputs']['pred']['channel_def']) - 1} labels")
+    print(json.dumps(metadata["network_data_format"]["inputs"]["image"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Operators and helpers of the gCIS MONAI Deploy application (DICOM CT in, DICOM SEG out)."""

@@ -1,0 +1,49 @@
+"""`gcis evaluate`: segment the cases of a datalist and score them against their reference label maps."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from gcis.cli.weights import bundle_weights
+from gcis.data.datalist import load_datalist
+from gcis.inference import Segmenter
+from gcis.metrics import summarise
+from gcis.metrics.datalist_evaluation import evaluate_datalist, mean_dice, print_table, write_csv
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="score segmentations of a datalist: Dice, HD95, clDice")
+    parser.add_argument("--datalist", required=True, help="datalist JSON of images and reference label maps")
+    parser.add_argument("--section", default="validation", help="datalist section to evaluate")
+    parser.add_argument("--bundle", help="bundle folder whose models/model.pt to use (default: ./bundle)")
+    parser.add_argument("--weights", help="checkpoint file (overrides --bundle)")
+    parser.add_argument("--predictions", help="folder of existing results, <case_id>/labels.nii.gz, instead of running the model")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    parser.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap")
+    parser.add_argument("-o", "--output", help="CSV file of per-case scores; a '-summary' CSV is written beside it")
+    parser.add_argument("--json", action="store_true", help="print the per-task summary as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    cases = load_datalist(args.datalist, args.section)
+    segmenter = None
+    if not args.predictions:
+        segmenter = Segmenter.from_weights(args.weights or bundle_weights(args.bundle), device=args.device, overlap=args.overlap)
+
+    rows = evaluate_datalist(cases, segmenter, args.predictions)
+    summary = summarise(rows)
+    if args.output:
+        write_csv(rows, Path(args.output))
+        write_csv(summary, Path(args.output).with_name(Path(args.output).stem + "-summary.csv"))
+    if args.json:
+        print(json.dumps({"tasks": summary, "mean_dice": mean_dice(summary)}, indent=2))
+    else:
+        print_table(summary)
+    return 0

@@ -1,0 +1,1 @@
+"""Compatibility code for third-party packages that do not yet support this project's pinned versions."""
