@@ -133,8 +133,8 @@ class GCISApp(MONAILabelApp):
             methods.update(config.scoring_method())
         return methods
 
-    # Requests: unknown names get 404 and image paths are checked, where MONAI Label would answer 500
-    # or read any file on the server.
+    # Requests: unknown names get 404 and image paths are checked. MONAI Label itself would respond
+    # with 500, or read any file on the server that a request names.
 
     def infer(self, request, datastore=None):
         model = request.get("model")

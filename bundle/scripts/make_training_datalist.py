@@ -27,7 +27,7 @@ ABDOMEN_WEIGHT = 16.0
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data", help="the shared data folder (holds openkbp/ and totalsegmentator/)")
+    parser.add_argument("--data", default="../shared/data", help="data folder that contains openkbp/ and totalsegmentator/")
     parser.add_argument("-o", "--output", required=True, help="datalist JSON to write")
     parser.add_argument("--exclude-task", action="append", default=[], help="leave this task's labels out (few-shot experiments)")
     args = parser.parse_args()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import struct
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from gcis.catalogue import load_catalogue
+from gcis.inference.outputs import write_result
 from gcis.inference.segmenter import SegmentationResult
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 from skimage.measure import marching_cubes
@@ -18,27 +17,17 @@ from gcis_deploy.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
-NIFTI_FILE_NAME = "segmentation.nii.gz"
-LABEL_TABLE_FILE_NAME = "segmentation_labels.json"
+# Written by gcis.inference.outputs.write_result, the same files as `gcis segment` writes.
+NIFTI_FILE_NAME = "labels.nii.gz"
+LABEL_TABLE_FILE_NAME = "labels.json"
 STL_FOLDER_NAME = "stl"
 
 
 def write_nifti(result: SegmentationResult, output_folder: Path) -> list[Path]:
-    """Write the label map (values are catalogue ids) as NIfTI and a JSON table of its labels."""
-    nifti_path = output_folder / NIFTI_FILE_NAME
-    with atomic_path(nifti_path) as temporary:
-        sitk.WriteImage(result.label_image, str(temporary), useCompression=True)
-
-    catalogue = load_catalogue()
-    table = {
-        str(label): {"name": name, "display_name": catalogue.get(label).display_name,
-                     "color": list(catalogue.get(label).color)}
-        for label, name in sorted(result.labels.items())
-    }
-    table_path = output_folder / LABEL_TABLE_FILE_NAME
-    with atomic_path(table_path) as temporary:
-        temporary.write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
-    return [nifti_path, table_path]
+    """Write the label map (values are catalogue ids) as NIfTI and a JSON table {id: task name} of its labels."""
+    output_folder.mkdir(parents=True, exist_ok=True)
+    write_result(result, output_folder)
+    return [output_folder / NIFTI_FILE_NAME, output_folder / LABEL_TABLE_FILE_NAME]
 
 
 def surface_mesh(mask: np.ndarray, image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +91,7 @@ class LabelMapFileWriterOperator(Operator):
         segmentation: gcis.inference.SegmentationResult.
 
     File output (in the output folder):
-        ``segmentation.nii.gz`` and ``segmentation_labels.json`` when `nifti` is set;
+        ``labels.nii.gz`` and ``labels.json`` when `nifti` is set;
         ``stl/<task name>.stl`` when `stl` is set. Each file is written under a temporary
         name and renamed when complete.
     """

@@ -40,7 +40,7 @@ class AppSettings:
     # Task names or free-text prompts; empty means every task the weights were trained on.
     tasks: list[str] = field(default_factory=list)
     segmentation_type: str = "LABELMAP"
-    # Keep frames without any segmented pixel, because viewers misplace SEGs with missing frames.
+    # Keep frames without any segmented pixel, because some viewers misplace SEGs with missing frames.
     omit_empty_frames: bool = False
     nifti: bool = False
     stl: bool = False
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gcis.add_argument(
         "--nifti", action="store_const", const=True, default=None,
-        help="also write the label map as segmentation.nii.gz with a JSON label table",
+        help="also write the label map as labels.nii.gz with the label table labels.json, as `gcis segment` does",
     )
     gcis.add_argument(
         "--stl", action="store_const", const=True, default=None,

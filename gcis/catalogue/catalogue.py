@@ -39,6 +39,10 @@ _LATERALITY_WORDS = {"l": "left", "lt": "left", "left": "left", "r": "right", "r
 _SEPARATORS = re.compile(r"[_\-,;:/().]+")
 
 
+MAX_DISPLAY_NAME = 64
+"""Maximum length of a display name: the DICOM Segment Label (LO value representation) allows 64 characters."""
+
+
 class CatalogueError(ValueError):
     """A catalogue file or task list is invalid. The message names the file and the entry."""
 
@@ -106,6 +110,11 @@ class TaskCatalogue:
             self._index(task)
 
     def _index(self, task: Task) -> None:
+        if len(task.display_name) > MAX_DISPLAY_NAME:
+            raise CatalogueError(
+                f"{self.source}: entry id={task.id} ({task.name!r}) has a display name of {len(task.display_name)} "
+                f"characters; DICOM SEG segment labels allow {MAX_DISPLAY_NAME}. Shorten its first synonym."
+            )
         other = self._by_id.get(task.id)
         if other is not None:
             raise CatalogueError(

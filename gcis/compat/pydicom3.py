@@ -6,7 +6,7 @@ module of pydicom 2 that pydicom 3.0 removed: its storage SOP class UIDs now liv
 ``monailabel.datastore.utils.convert``), so without this alias MONAI Label fails with
 ``ModuleNotFoundError: No module named 'pydicom._storage_sopclass_uids'``.
 
-:func:`install_pydicom_seg_support` registers an alias module that holds every UID constant
+:func:`install_pydicom_seg_support` registers an alias module that contains every UID constant
 of ``pydicom.uid``. It must run before anything imports pydicom-seg; the ``gcis-label``
 command (``gcis.label_server``) and the MONAI Label app's ``main.py`` call it first.
 With pydicom 2, where the real module exists, it does nothing.

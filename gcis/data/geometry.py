@@ -1,8 +1,8 @@
 """Reading CT volumes and moving them between the input geometry and the model grid.
 
-The model grid has a fixed voxel spacing and an identity direction (axes aligned with
-the patient's LPS axes, the convention of DICOM and ITK), so an input stored in any
-orientation (RAS, LPS, flipped slices, oblique) reaches the network the same way.
+The model grid has a fixed voxel spacing and an identity direction, with axes along
+the patient's LPS axes as in DICOM and ITK. So an input stored in any orientation
+(RAS, LPS, flipped slices, oblique) reaches the network the same way.
 Predictions return to the input's own grid (shape, spacing, direction, origin) by
 nearest-neighbour resampling. Arrays are (z, y, x), SimpleITK's order.
 """
@@ -64,10 +64,10 @@ def read_dicom_series(folder: Path) -> sitk.Image:
     """Read the DICOM series of a folder; a folder of several series raises with their UIDs."""
     series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series_ids:
-        raise InvalidInputError(f"folder {folder} holds no DICOM series")
+        raise InvalidInputError(f"no DICOM series found in folder {folder}")
     if len(series_ids) > 1:
         raise InvalidInputError(
-            f"folder {folder} holds {len(series_ids)} DICOM series ({', '.join(series_ids)}); "
+            f"folder {folder} contains {len(series_ids)} DICOM series ({', '.join(series_ids)}); "
             "put one series per folder"
         )
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0])

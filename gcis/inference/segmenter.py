@@ -23,6 +23,10 @@ from gcis.prompts import DEFAULT_TEXT_ENCODER, PromptResolver, TextEncoder
 logger = logging.getLogger(__name__)
 
 
+class UntrainedTaskError(ValueError):
+    """A requested catalogue task that the loaded weights were not trained on."""
+
+
 @dataclass
 class SegmentationResult:
     """A label map in the input's geometry; `labels` maps each label id present to its task name."""
@@ -74,7 +78,7 @@ class Segmenter:
                 tasks.append(resolution.task)
         untrained = [t.name for t in tasks if t.name not in self.checkpoint.trained_tasks]
         if untrained and not allow_untrained:
-            raise ValueError(
+            raise UntrainedTaskError(
                 f"tasks {untrained} are not among the {len(self.checkpoint.trained_tasks)} tasks these weights were "
                 f"trained on ({', '.join(self.checkpoint.trained_tasks)}); adapt the model to them first"
             )

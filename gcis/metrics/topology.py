@@ -1,8 +1,8 @@
 """Centreline metrics for tubular structures (Shit et al., "clDice", CVPR 2021).
 
 Topology precision is the share of the predicted skeleton that lies inside the
-reference mask; topology sensitivity is the share of the reference skeleton that lies
-inside the predicted mask; clDice is their harmonic mean.
+reference mask. Topology sensitivity is the share of the reference skeleton that lies
+inside the predicted mask, and clDice is their harmonic mean.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The gCIS network: a Swin encoder shared by all tasks and a prompt-routed decoder of 7 AP modules.
 
-Shapes: images are (B, 1, D, H, W) with each spatial size a multiple of 32; prompt
-embeddings are (T, prompt_dim); logits are (B, T, D, H, W), one binary mask per prompt.
+Shapes: images are (B, 1, D, H, W) with each spatial size a multiple of 32. Prompt
+embeddings are (T, prompt_dim), and logits are (B, T, D, H, W), one binary mask per prompt.
 """
 
 from __future__ import annotations

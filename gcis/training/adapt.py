@@ -1,8 +1,8 @@
 """Few-shot adaptation: start a task from the sub-pathways its prompt routes to and fine-tune them.
 
 Routing is hard, so the prompt of a new task picks one sub-pathway per AP module. The
-adapted model is that pruned task network; its 7 sub-pathways, deconvolutions and
-head are fine-tuned on a few labelled cases while the Swin encoder and the stem stay
+adapted model is that pruned task network. Its 7 sub-pathways, deconvolutions and
+head are fine-tuned on a few labelled cases, and the Swin encoder and the stem stay
 frozen. The full network is left unchanged, so no other task is affected.
 """
 

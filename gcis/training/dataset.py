@@ -46,9 +46,8 @@ def cache_case(case: Case, preprocessing: Preprocessing) -> CachedCase:
 class CropSampler:
     """Draw training crops: most centred on a voxel of an annotated task, the rest uniformly placed.
 
-    Uniform crops teach the network what lies away from the structures (the
-    background of the whole field of view); structure-centred crops make sure small
-    structures are seen often.
+    Uniform crops teach the network the background of the whole field of view, and
+    structure-centred crops make sure that small structures appear often.
     """
 
     def __init__(self, roi_size: tuple[int, int, int], foreground_fraction: float = 2 / 3, seed: int = 0):

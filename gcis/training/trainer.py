@@ -272,7 +272,7 @@ class GCISTrainer:
             prediction = predict_label_map(
                 lambda windows: self.model(windows.contiguous(memory_format=torch.channels_last_3d), prompts),
                 case.image, ids, self.model.config.roi_size,
-                overlap=0.0,  # fewest windows: validation only ranks epochs
+                overlap=0.0,  # minimum number of windows, because validation only ranks epochs
                 device=self.device,
             )
             for task, task_id in zip(tasks, ids):

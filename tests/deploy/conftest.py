@@ -19,8 +19,8 @@ import pytest
 from deploy_test_helpers import APP_DIR, REPO_ROOT, limit_child_process, read_series
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-# Rows and columns cut from the 512 x 512 slices: the spine, the aorta, the posterior body wall and air
-# behind it, so the volume still looks like CT (air and bone) and fits in one 32-voxel window at 6 mm.
+# Rows and columns cut from the 512 x 512 slices. The crop keeps the spine, the aorta, the posterior body
+# wall and air behind it, so it still passes the CT intensity check and fits in one 32-voxel window at 6 mm.
 SMALL_ROWS = slice(250, 410)
 SMALL_COLUMNS = slice(176, 336)
 APP_TIMEOUT_S = 600

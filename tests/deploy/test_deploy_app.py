@@ -50,8 +50,8 @@ def test_example_outputs_complete(example_run):
     names = sorted(p.relative_to(example_run).as_posix() for p in example_run.rglob("*") if p.is_file())
 
     assert "segmentation.dcm" in names
-    assert "segmentation.nii.gz" in names
-    assert "segmentation_labels.json" in names
+    assert "labels.nii.gz" in names
+    assert "labels.json" in names
     assert any(name.startswith("stl/") for name in names)
     assert not [name for name in names if ".partial" in name]
 
@@ -103,8 +103,8 @@ def test_example_segments_carry_catalogue_codes(example_seg):
 
 
 def test_example_nifti_matches_seg(example_run, example_seg, example_files):
-    labels = sitk.ReadImage(str(example_run / "segmentation.nii.gz"))
-    table = json.loads((example_run / "segmentation_labels.json").read_text())
+    labels = sitk.ReadImage(str(example_run / "labels.nii.gz"))
+    table = json.loads((example_run / "labels.json").read_text())
 
     assert sorted(int(label) for label in table) == example_seg.get_segment_numbers()
     uids = list(example_files)

@@ -80,6 +80,5 @@ def test_nifti_and_label_table(tmp_path):
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(written), sitk.GetArrayViewFromImage(result.label_image))
     np.testing.assert_allclose(written.GetOrigin(), result.label_image.GetOrigin(), atol=1e-4)
     np.testing.assert_allclose(written.GetSpacing(), result.label_image.GetSpacing(), atol=1e-6)
-    labels = json.loads(table.read_text())
-    assert labels == {"5": {"name": "liver", "display_name": "Liver", "color": list(load_catalogue().get(5).color)}}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["segmentation.nii.gz", "segmentation_labels.json"]
+    assert json.loads(table.read_text()) == {"5": "liver"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.json", "labels.nii.gz"]

@@ -193,10 +193,6 @@ class Orthanc:
         self.port = free_port()
         self.log = work / "orthanc.log"
         self.process: subprocess.Popen | None = None
-        plugins = [ORTHANC_PLUGINS / "libOrthancDicomWeb.so"]
-        # The GDCM plugin decodes JPEG 2000, so OHIF (through MONAI Label's proxy) gets frames it can show.
-        if self.has_gdcm():
-            plugins.append(ORTHANC_PLUGINS / "libOrthancGdcm.so")
         self.config = {
             "Name": "gcis-test",
             "StorageDirectory": str(work / "storage"),
@@ -209,20 +205,13 @@ class Orthanc:
             "OrthancExplorerEnabled": False,
             "WebDavEnabled": False,
             "ConcurrentJobs": 1,
-            # MONAI Label's DICOMweb proxy never closes its streamed responses; without keep-alive,
-            # Orthanc frees each HTTP thread after the answer instead of waiting on idle connections.
-            "KeepAlive": False,
-            "Plugins": [str(p) for p in plugins],
+            "Plugins": [str(ORTHANC_PLUGINS / "libOrthancDicomWeb.so")],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False, "Host": "127.0.0.1"},
         }
 
     @staticmethod
     def executable() -> str | None:
         return shutil.which("Orthanc")
-
-    @staticmethod
-    def has_gdcm() -> bool:
-        return (ORTHANC_PLUGINS / "libOrthancGdcm.so").is_file()
 
     @property
     def url(self) -> str:

@@ -1,7 +1,9 @@
 """The gCIS MONAI Label app on a DICOMweb datastore: a real Orthanc on a loopback port, and OHIF in Chromium.
 
-Orthanc holds the shared 20-slice CT series (JPEG 2000 lossless) and, before the server
-starts, a DICOM SEG of it written by the app's own SEG code, so the first request that lists
+Orthanc contains the shared 20-slice CT series twice, in two studies: uncompressed (used for
+labels and by OHIF) and as stored, in JPEG 2000 lossless (used for inference, which must work
+without the server transcoding). Before the app's server starts, Orthanc also gets a DICOM SEG
+of the uncompressed series written by the app's own SEG code, so the first request that lists
 training data must read a SEG from the server. The tests run in file order.
 """
 
@@ -18,7 +20,7 @@ import pydicom
 import pytest
 import requests
 import SimpleITK as sitk
-from label_servers import HeadlessChromium, LabelServer, Orthanc
+from label_servers import HeadlessChromium, LabelServer
 from lib.dicom_seg import read_seg, read_series, write_seg
 from lib.labels import check_label
 from PIL import Image
@@ -71,8 +73,8 @@ def seg_series(orthanc) -> dict[str, str]:
 
 def test_dicomweb_lists_the_ct_series(server):
     status = requests.get(server.url("/datastore/"), timeout=60).json()
-    assert status["total"] == 1
-    assert status["completed"] == 1  # the prior SEG references it
+    assert status["total"] == 2
+    assert status["completed"] == 1  # the prior SEG references the uncompressed series
 
 
 def test_dicomweb_training_list_reads_seg(server, prior_label):
@@ -82,14 +84,15 @@ def test_dicomweb_training_list_reads_seg(server, prior_label):
     assert np.array_equal(sitk.GetArrayFromImage(label), sitk.GetArrayFromImage(prior_label.image))
 
 
-def test_dicomweb_infer_series(server, series_uid, ct_series):
+def test_dicomweb_infer_jpeg2000_series(server, ct_series_jpeg2000):
+    series_uid = str(read_series(ct_series_jpeg2000)[0].SeriesInstanceUID)
     response = requests.post(
         server.url("/infer/gcis"), params={"image": series_uid, "output": "image"}, timeout=REQUEST_TIMEOUT_S
     )
     assert response.status_code == 200, response.text
     path = server.work / "series_result.nii.gz"
     path.write_bytes(response.content)
-    label, image = sitk.ReadImage(str(path)), read_volume(ct_series)
+    label, image = sitk.ReadImage(str(path)), read_volume(ct_series_jpeg2000)
     assert label.GetSize() == image.GetSize()
     assert np.allclose(label.GetOrigin(), image.GetOrigin(), atol=1e-3)
     assert np.allclose(label.GetDirection(), image.GetDirection(), atol=1e-5)
@@ -166,7 +169,6 @@ def ct_pixel_count(png: bytes) -> int:
 
 
 @pytest.mark.skipif(not HeadlessChromium.available(), reason="chromium and chromium-driver are not installed")
-@pytest.mark.skipif(not Orthanc.has_gdcm(), reason="orthanc-gdcm is not installed, so Orthanc cannot decode the JPEG 2000 frames for OHIF")
 def test_ohif_shows_the_study(server, ct_series, tmp_path):
     study_uid = read_series(ct_series)[0].StudyInstanceUID
     browser = HeadlessChromium(tmp_path)

@@ -3,8 +3,8 @@
 Each segment takes its Segmented Property Category and Type, and for one side of a paired
 structure its Type Modifier (laterality, DICOM CID 244), from the task catalogue. Reading maps
 segments back to catalogue tasks by those codes, so SEGs made by other tools (OHIF, 3D Slicer)
-are understood when they use the same SNOMED CT concepts; a segment with unknown codes falls
-back to its Segment Label, and is skipped with a warning when that is unknown too.
+are understood when they use the same SNOMED CT concepts. A segment with unknown codes is
+matched by its Segment Label instead, and skipped with a warning when that is unknown too.
 
 Frames are matched to the image's slices by Image Position (Patient), so the order of the DICOM
 files on disk does not matter.
@@ -85,8 +85,8 @@ def write_seg(
 ) -> Path:
     """Write a BINARY DICOM SEG of a catalogue-id label map that lies on the grid of the `source` series.
 
-    One segment per annotated task, in catalogue id order; a task without voxels gets a segment
-    with no frames, which records that the annotator checked it.
+    There is one segment per annotated task, in catalogue id order. A task without voxels gets a
+    segment with no frames, which records that the annotator checked it.
     """
     tasks = sorted((catalogue.get(name) for name in annotated), key=lambda task: task.id)
     if not tasks:

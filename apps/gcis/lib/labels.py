@@ -74,8 +74,7 @@ def read_label_file(path: str | Path, reference: sitk.Image) -> sitk.Image:
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as error:
-        raise LabelError(f"label file could not be read as an image ({error.__class__.__name__}); "
-                         "send a NIfTI, NRRD or MHA label map") from error
+        raise LabelError("label file could not be read as an image; send a NIfTI, NRRD or MHA label map") from error
 
 
 def align_to_image(label: sitk.Image, reference: sitk.Image) -> sitk.Image:

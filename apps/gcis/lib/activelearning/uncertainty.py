@@ -20,7 +20,7 @@ class GCISUncertainty(Strategy):
     Scores come from the ``gcis_uncertainty`` scoring method (``POST /scoring/gcis_uncertainty``),
     which MONAI Label also runs at start-up and after training unless
     MONAI_LABEL_AUTO_UPDATE_SCORING is false. Images without a score for the active weights
-    rank after all scored images, in id order; the response says whether the pick was scored.
+    rank after all scored images, in id order. The response's ``scored`` field reports which case applied.
     """
 
     def __init__(self, weights: GCISWeights):

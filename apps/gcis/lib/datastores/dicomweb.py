@@ -61,8 +61,8 @@ class GCISDicomWebDatastore(DICOMWebDatastore):
     def download_series(self, series_uid: str, folder: Path) -> None:
         """Save every instance of a series into `folder`, in whatever transfer syntax the server stores.
 
-        MONAI Label's download asks for Explicit VR Little Endian, which servers that cannot
-        transcode (Orthanc without its GDCM plugin, for JPEG 2000) answer with an error.
+        MONAI Label's download requests Explicit VR Little Endian, and servers that cannot
+        transcode (Orthanc without its GDCM plugin, for JPEG 2000) return an error for it.
         """
         found = self._client.search_for_series(search_filters={"SeriesInstanceUID": series_uid})
         if not found:

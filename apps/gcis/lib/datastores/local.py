@@ -115,7 +115,7 @@ def labelled_cases(datastore: LocalDatastore, catalogue: TaskCatalogue) -> list[
                 image=Path(datastore.get_image_uri(image_id)),
                 label=Path(LocalDatastore.get_label_uri(datastore, image_id, DefaultLabelTag.FINAL)),
                 labels=names,
-                # Labels stored before this app (no "annotated" entry) count the structures with voxels.
+                # A label without an "annotated" entry (a file put in labels/final by hand) counts its structures with voxels.
                 annotated=list(annotated) if annotated is not None else None,
                 case_id=image_id,
             )

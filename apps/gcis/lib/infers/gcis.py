@@ -21,6 +21,7 @@ import logging
 import re
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -55,11 +56,36 @@ def split_prompts(request: Dict[str, Any]) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+@dataclass(frozen=True)
+class ResultFormat:
+    """File extension, voxel type and compression of the returned label map."""
+
+    extension: str
+    dtype: str
+    compress: bool
+
+
+def result_format(request: Dict[str, Any], tasks: list[Task]) -> ResultFormat:
+    """Read result_extension, result_dtype and result_compress; raise a 400 response before any compute."""
+    extension = request.get("result_extension") or ".nii.gz"
+    if extension not in RESULT_EXTENSIONS:
+        raise HTTPException(
+            status_code=400, detail=f"result_extension {extension!r} is not supported; use one of {RESULT_EXTENSIONS}"
+        )
+    largest = max((task.id for task in tasks), default=0)
+    dtype = request.get("result_dtype") or ("uint8" if largest <= np.iinfo(np.uint8).max else "uint16")
+    if dtype not in RESULT_DTYPES:
+        raise HTTPException(status_code=400, detail=f"result_dtype {dtype!r} is not supported; use uint8 or uint16")
+    if largest > np.iinfo(dtype).max:
+        raise HTTPException(status_code=400, detail=f"task id {largest} does not fit result_dtype {dtype}; use uint16")
+    return ResultFormat(extension, dtype, bool(strtobool(str(request.get("result_compress", True)))))
+
+
 class GCISSegmentation(InferTask):
     """Segment a CT with the app's active gCIS weights.
 
-    With `prompted` False it segments `tasks` (default: every task the weights were trained
-    on); with `prompted` True it segments the structures that the request's prompts name.
+    With `prompted` False it segments `tasks`, or every task the weights were trained on when
+    `tasks` is None. With `prompted` True it segments the structures that the request's prompts name.
     """
 
     def __init__(self, weights: GCISWeights, prompted: bool = False, tasks: list[str] | None = None, description: str = ""):
@@ -101,6 +127,7 @@ class GCISSegmentation(InferTask):
     def __call__(self, request: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
         start = time.perf_counter()
         tasks, resolved = self.select_tasks(request)
+        output = result_format(request, tasks)
         image = self.read_image(request)
 
         try:
@@ -108,7 +135,7 @@ class GCISSegmentation(InferTask):
         except InvalidInputError as error:
             raise HTTPException(status_code=400, detail=str(error)) from error
 
-        label_file = self.writer(result.label_image, request)
+        label_file = self.writer(result.label_image, output)
         latencies = {key: round(value, 2) for key, value in result.timings.items()}
         latencies["total"] = round(time.perf_counter() - start, 2)
         logger.info(
@@ -154,22 +181,9 @@ class GCISSegmentation(InferTask):
         except (InvalidInputError, FileNotFoundError) as error:
             raise HTTPException(status_code=400, detail=str(error)) from error
 
-    def writer(self, label: sitk.Image, request: Dict[str, Any]) -> str:
+    def writer(self, label: sitk.Image, output: ResultFormat) -> str:
         """Write the label map in the requested format to a temporary file; return its path."""
-        extension = request.get("result_extension") or ".nii.gz"
-        if extension not in RESULT_EXTENSIONS:
-            raise HTTPException(
-                status_code=400, detail=f"result_extension {extension!r} is not supported; use one of {RESULT_EXTENSIONS}"
-            )
-        largest = int(sitk.GetArrayViewFromImage(label).max(initial=0))
-        dtype = request.get("result_dtype") or ("uint8" if largest <= np.iinfo(np.uint8).max else "uint16")
-        if dtype not in RESULT_DTYPES:
-            raise HTTPException(status_code=400, detail=f"result_dtype {dtype!r} is not supported; use uint8 or uint16")
-        if largest > np.iinfo(dtype).max:
-            raise HTTPException(status_code=400, detail=f"label id {largest} does not fit result_dtype {dtype}; use uint16")
-
-        compress = strtobool(str(request.get("result_compress", True)))
-        with tempfile.NamedTemporaryFile(suffix=extension, prefix="gcis-result-", delete=False) as handle:
+        with tempfile.NamedTemporaryFile(suffix=output.extension, prefix="gcis-result-", delete=False) as handle:
             path = Path(handle.name)
-        sitk.WriteImage(sitk.Cast(label, RESULT_DTYPES[dtype]), str(path), useCompression=bool(compress))
+        sitk.WriteImage(sitk.Cast(label, RESULT_DTYPES[output.dtype]), str(path), useCompression=output.compress)
         return str(path)

@@ -7,8 +7,8 @@ Steps of one training request:
 2. Split off ``val_split`` of the cases for validation (at least one). With a single labelled
    case, that case is used for both training and validation and a warning is logged.
 3. Run gcis.training.GCISTrainer from the active weights, with their preprocessing. Before the
-   first step it scores the active weights on the validation cases (the baseline); each epoch
-   scores the new weights the same way (mean Dice on the model grid) and keeps the best.
+   first step it scores the active weights on the validation cases (the baseline). After each
+   epoch it scores the new weights the same way (mean Dice on the model grid) and keeps the best.
 4. Publish the best new weights only if their mean validation Dice is at least the baseline.
    Publishing keeps the replaced file for rollback (lib.weights).
 
@@ -72,7 +72,7 @@ class Decision:
 
 
 def decide(baseline: dict[str, float], best_mean: float) -> Decision:
-    """Publish when the new mean validation Dice is at least the baseline's; refuse without validation scores."""
+    """Return whether to publish: yes when the new mean validation Dice is at least the baseline's, no without scores."""
     if not baseline:
         return Decision(False, "no validation case annotates a trained structure, so the Dice cannot be compared")
     baseline_mean = float(np.mean(list(baseline.values())))

@@ -1,0 +1,113 @@
+"""Datalists, the partial-label loss, crops, training resume and few-shot adaptation on the tiny preset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gcis.data.datalist import build_datalist, load_datalist
+from gcis.training.dataset import CachedCase, CropSampler
+from gcis.training.loss import masked_dice_bce
+
+OPENKBP_NAMES = {1: "Brainstem", 2: "SpinalCord", 3: "RightParotid", 4: "LeftParotid", 5: "Esophagus", 6: "Larynx", 7: "Mandible"}
+
+
+@pytest.fixture(scope="module")
+def openkbp_items(shared_data):
+    folder = shared_data / "openkbp" / "validation-pats"
+    items = build_datalist(folder, folder, OPENKBP_NAMES, "*_ct.nii.gz", "*_oar_label.nii.gz")
+    return items
+
+
+def test_datalist_pairs_openkbp(openkbp_items):
+    assert len(openkbp_items) == 33
+    assert openkbp_items[0]["labels"]["1"] == "brainstem"
+
+
+def test_datalist_skips_uncontoured(openkbp_items):
+    partial = [item for item in openkbp_items if len(item["annotated"]) < 7]
+    assert partial, "some OpenKBP validation cases lack an organ"
+    assert all(len(item["labels"]) == 7 for item in partial)
+
+
+def test_datalist_unknown_task(tmp_path):
+    path = tmp_path / "list.json"
+    path.write_text(json.dumps({"training": [{"image": "a.nii.gz", "label": "b.nii.gz", "labels": {"1": "kidny"}}]}))
+    with pytest.raises(ValueError, match="kidny"):
+        load_datalist(path)
+
+
+def test_datalist_missing_section(tmp_path):
+    path = tmp_path / "list.json"
+    path.write_text(json.dumps({"training": []}))
+    with pytest.raises(ValueError, match="no section 'validation'"):
+        load_datalist(path, "validation")
+
+
+def test_loss_ignores_unannotated_task():
+    logits = torch.zeros(1, 2, 4, 4, 4)
+    targets = torch.zeros(1, 2, 4, 4, 4)
+    targets[0, 1] = 1.0
+    only_first = masked_dice_bce(logits, targets, torch.tensor([[1.0, 0.0]]))
+    both = masked_dice_bce(logits, targets, torch.tensor([[1.0, 1.0]]))
+    first_alone = masked_dice_bce(logits[:, :1], targets[:, :1], torch.tensor([[1.0]]))
+    assert only_first.item() == pytest.approx(first_alone.item())
+    assert both.item() != pytest.approx(only_first.item())
+
+
+def test_loss_nothing_annotated_is_zero():
+    loss = masked_dice_bce(torch.zeros(1, 1, 2, 2, 2, requires_grad=True), torch.ones(1, 1, 2, 2, 2), torch.zeros(1, 1))
+    assert loss.item() == 0.0
+
+
+def test_crop_sampler_pads_small_case():
+    case = CachedCase("c", np.ones((10, 20, 20), np.float32), np.ones((10, 20, 20), np.int16), {1: "liver"}, ["liver"])
+    image, label = CropSampler((32, 32, 32), seed=0).sample(case)
+    assert image.shape == (32, 32, 32)
+    assert label.shape == (32, 32, 32)
+    assert label.sum() == 10 * 20 * 20
+
+
+def write_datalist(path, items_train, items_val):
+    path.write_text(json.dumps({"training": items_train, "validation": items_val}))
+    return path
+
+
+def test_trainer_resumes_from_last(tmp_path, openkbp_items):
+    from gcis.training.trainer import GCISTrainer, TrainingSettings
+
+    datalist = write_datalist(tmp_path / "list.json", openkbp_items[:2], openkbp_items[2:3])
+    train, val = load_datalist(datalist, "training"), load_datalist(datalist, "validation")
+    settings = TrainingSettings(preset="tiny", epochs=2, steps_per_epoch=1, max_tasks_per_step=2)
+
+    first = GCISTrainer(settings, train, val, tmp_path / "run")
+    first.settings.epochs = 1
+    first.run()
+    assert first.step == 1
+
+    resumed = GCISTrainer(TrainingSettings(preset="tiny", epochs=2, steps_per_epoch=1, max_tasks_per_step=2),
+                          train, val, tmp_path / "run", resume=True)
+    resumed.run()
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert resumed.step == 2
+    assert [record["epoch"] for record in history] == [1, 2]
+
+
+def test_adapt_leaves_full_model_unchanged(tmp_path, openkbp_items, tiny_checkpoint_file):
+    from gcis.checkpoint import load_checkpoint
+    from gcis.training.adapt import AdaptSettings, adapt_task
+
+    checkpoint, _ = load_checkpoint(tiny_checkpoint_file)
+    before = {k: v.clone() for k, v in checkpoint.model.state_dict().items()}
+    datalist = write_datalist(tmp_path / "list.json", openkbp_items[:1], openkbp_items[1:2])
+    train, val = load_datalist(datalist, "training"), load_datalist(datalist, "validation")
+    model, report = adapt_task(
+        checkpoint, "mandible", checkpoint.embeddings.get("mandible")[0], train, val, AdaptSettings(steps=2, batch_size=1)
+    )
+    assert report["train_cases"] == 1
+    assert report["val_dice_after"] is not None
+    assert all(torch.equal(before[k], v) for k, v in checkpoint.model.state_dict().items())
+    assert not any(p.requires_grad for p in model.encoder.parameters())
