@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -52,6 +53,8 @@ class PromptResolver:
         self.encoder_factory = encoder_factory
         self.threshold = threshold
         self._encoder = None
+        # Servers resolve prompts from several threads; the lazy encoder and phrase table are built once.
+        self._lock = threading.Lock()
         self._phrase_tasks: list[Task] = []
         self._phrase_vectors: torch.Tensor | None = None
 
@@ -87,16 +90,18 @@ class PromptResolver:
         return [self.resolve(p) for p in prompts]
 
     def _similarities(self, prompt: str) -> torch.Tensor:
-        if self._encoder is None:
-            self._encoder = self.encoder_factory()
-        if self._phrase_vectors is None:
-            phrases = []
-            for task in self.catalogue:
-                for phrase in (task.display_name, *task.synonyms):
-                    phrases.append(phrase)
-                    self._phrase_tasks.append(task)
-            self._phrase_vectors = self._encoder.embed(phrases)
-        query = self._encoder.embed([prompt])[0]
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = self.encoder_factory()
+            if self._phrase_vectors is None:
+                phrases, tasks = [], []
+                for task in self.catalogue:
+                    for phrase in (task.display_name, *task.synonyms):
+                        phrases.append(phrase)
+                        tasks.append(task)
+                self._phrase_vectors = self._encoder.embed(phrases)
+                self._phrase_tasks = tasks
+            query = self._encoder.embed([prompt])[0]
         return self._phrase_vectors @ query
 
     def _best_per_task(self, similarities: torch.Tensor) -> list[tuple[Task, float]]:

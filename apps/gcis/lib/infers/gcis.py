@@ -33,6 +33,8 @@ from monailabel.utils.others.generic import strtobool
 
 from gcis.catalogue import Task
 from gcis.data.geometry import InvalidInputError, read_volume
+from gcis.inference import UntrainedTaskError
+from gcis.prompts import UnknownPromptError
 from lib.weights import GCISWeights
 
 logger = logging.getLogger(__name__)
@@ -164,7 +166,7 @@ class GCISSegmentation(InferTask):
         try:
             resolutions = self.weights.resolve_prompts(prompts)
             tasks = self.weights.resolve_tasks([resolution.task.name for resolution in resolutions])
-        except ValueError as error:  # UnknownPromptError, or a structure these weights were not trained on
+        except (UnknownPromptError, UntrainedTaskError) as error:
             raise HTTPException(status_code=400, detail=str(error)) from error
         resolved = [
             {"prompt": r.prompt, "task": r.task.name, "method": r.method, "similarity": r.similarity}
