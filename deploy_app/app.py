@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import gcis
+from gcis.dicom.seg import AlgorithmInfo
 from monai.deploy.conditions import CountCondition
 from monai.deploy.core import AppContext, Application
 
@@ -22,7 +23,7 @@ from gcis_deploy.errors import ConfigurationError, InputError, TaskSelectionErro
 from gcis_deploy.inference_operator import GCISInferenceOperator, load_segmenter
 from gcis_deploy.label_outputs import LabelMapFileWriterOperator
 from gcis_deploy.options import AppSettings, parse_command_line, resolve_weights, weights_digest
-from gcis_deploy.seg_writer import AlgorithmInfo, DICOMSegWriterOperator
+from gcis_deploy.seg_writer import DICOMSegWriterOperator
 from gcis_deploy.series_selector import CTSeriesSelectorOperator
 from gcis_deploy.study_loader import DICOMStudyLoaderOperator
 from gcis_deploy.volume import CTSeriesToVolumeOperator

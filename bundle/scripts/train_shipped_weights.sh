@@ -13,11 +13,12 @@ gcis train \
     --datalist runs/shipped_datalist.json \
     -o runs/shipped \
     --preset small \
-    --epochs 24 \
+    --epochs 14 \
     --batch-size 2 \
     --max-tasks 4 \
     --learning-rate 1e-3 \
-    --validate-every 4 \
+    --validate-every 7 \
+    --routing-noise-until 0 \
     --resume \
     --export bundle/models/model.pt \
     "$@"

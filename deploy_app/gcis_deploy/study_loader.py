@@ -18,13 +18,13 @@ import logging
 from collections import defaultdict
 from pathlib import Path
 
+from gcis.dicom.series import derive_blank_study_and_series_uids, fill_sop_uids_from_file_meta
 from monai.deploy.core.domain.dicom_series import DICOMSeries
 from monai.deploy.core.domain.dicom_study import DICOMStudy
 from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import generate_uid
 
 from gcis_deploy.errors import InputError
 
@@ -52,7 +52,8 @@ class DICOMStudyLoaderOperator(DICOMDataLoaderOperator):
         2. A blank SOPInstanceUID or SOPClassUID is filled from the file meta header. A blank
            StudyInstanceUID or SeriesInstanceUID is replaced by a UID derived from the SOP Instance
            UIDs of the files it groups (same folder, study, frame of reference, series number,
-           description and modality). Both changes stay in memory and are logged as warnings.
+           description and modality), with gcis.dicom.series. Both changes stay in memory and are
+           logged as warnings.
         3. Instances at the same position are all kept; only a second file of the same SOP
            Instance UID is dropped.
     """
@@ -87,7 +88,7 @@ class DICOMStudyLoaderOperator(DICOMDataLoaderOperator):
                 "%d files have a blank SOPInstanceUID or SOPClassUID, taken from their file meta header (%s)",
                 len(self._filled_from_meta), describe_files(self._filled_from_meta),
             )
-        self._derive_blank_group_uids(datasets)
+        derive_blank_study_and_series_uids(datasets)
 
         studies: dict[str, DICOMStudy] = {}
         series_by_uid: dict[str, DICOMSeries] = {}
@@ -148,14 +149,7 @@ class DICOMStudyLoaderOperator(DICOMDataLoaderOperator):
             self._skipped.append((path, f"unreadable DICOM file ({type(error).__name__}: {error})"))
             return None
 
-        meta = getattr(dataset, "file_meta", None) or Dataset()
-        filled = []
-        for keyword, meta_keyword in (("SOPInstanceUID", "MediaStorageSOPInstanceUID"),
-                                      ("SOPClassUID", "MediaStorageSOPClassUID")):
-            if not dataset.get(keyword) and meta.get(meta_keyword):
-                setattr(dataset, keyword, meta.get(meta_keyword))
-                filled.append(keyword)
-        if filled:
+        if fill_sop_uids_from_file_meta(dataset):
             self._filled_from_meta.append(path)
 
         if not dataset.get("SOPInstanceUID"):
@@ -168,45 +162,6 @@ class DICOMStudyLoaderOperator(DICOMDataLoaderOperator):
         if "SeriesNumber" in dataset and dataset["SeriesNumber"].value in (None, ""):
             del dataset["SeriesNumber"]
         return dataset
-
-    @staticmethod
-    def _derive_blank_group_uids(datasets: list[Dataset]) -> None:
-        """Give instances with a blank StudyInstanceUID or SeriesInstanceUID a UID derived from their group.
-
-        Blank-study instances of one folder form one study. Blank-series instances form one
-        series per folder, study, frame of reference, series number, description and modality.
-        """
-        blank_study: dict[str, list[Dataset]] = defaultdict(list)
-        for dataset in datasets:
-            if not dataset.get("StudyInstanceUID"):
-                blank_study[str(Path(dataset.filename).parent)].append(dataset)
-        for folder, members in blank_study.items():
-            study_uid = generate_uid(entropy_srcs=["study", *sorted(str(d.SOPInstanceUID) for d in members)])
-            for dataset in members:
-                dataset.StudyInstanceUID = study_uid
-            logger.warning(
-                "%d files in %s have a blank StudyInstanceUID; using %s, derived from their SOP Instance UIDs",
-                len(members), folder, study_uid,
-            )
-
-        blank_series: dict[tuple, list[Dataset]] = defaultdict(list)
-        for dataset in datasets:
-            if not dataset.get("SeriesInstanceUID"):
-                key = tuple(
-                    str(dataset.get(keyword) or "")
-                    for keyword in ("StudyInstanceUID", "FrameOfReferenceUID", "SeriesNumber", "SeriesDescription",
-                                    "Modality")
-                )
-                blank_series[(str(Path(dataset.filename).parent), *key)].append(dataset)
-        for key, members in blank_series.items():
-            series_uid = generate_uid(entropy_srcs=["series", *key[1:], *sorted(str(d.SOPInstanceUID) for d in members)])
-            for dataset in members:
-                dataset.SeriesInstanceUID = series_uid
-            logger.warning(
-                "%d files in %s have a blank SeriesInstanceUID; using %s, derived from their SOP Instance UIDs. "
-                "The SEG refers to this derived UID, which no archive knows",
-                len(members), key[0], series_uid,
-            )
 
     def _skipped_summary(self) -> str:
         reasons: dict[str, list[str]] = defaultdict(list)

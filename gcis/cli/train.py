@@ -32,6 +32,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--roi-size", type=int, nargs=3, help="override the preset's crop size (z y x voxels)")
+    parser.add_argument(
+        "--routing-noise-until",
+        type=float,
+        default=0.5,
+        help="fraction of the steps over which the Gumbel routing noise decays from 1 to 0 (0: no noise)",
+    )
     parser.add_argument("--validate-every", type=int, default=1, help="epochs between validations")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--export", help="copy the best checkpoint to this file when training ends")
@@ -55,6 +61,7 @@ def run(args) -> int:
         max_tasks_per_step=args.max_tasks,
         max_minutes=args.max_minutes,
         validate_every=args.validate_every,
+        routing_noise_until=args.routing_noise_until,
         seed=args.seed,
         device=args.device,
         init_weights=args.init_weights,

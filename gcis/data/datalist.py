@@ -80,13 +80,7 @@ def _parse_case(item: dict, root: Path, where: str, catalogue: TaskCatalogue) ->
     else:
         raise ValueError(f"{where} needs 'labels' (value to task name) or 'prompt'")
 
-    resolved = {}
-    for value, name in labels.items():
-        task = catalogue.find_exact(name)
-        if task is None:
-            close = ", ".join(t.name for t in catalogue.closest(name))
-            raise ValueError(f"{where}: task {name!r} is not in the catalogue; closest: {close}")
-        resolved[value] = task.name
+    resolved = resolve_label_names(labels, catalogue, where)
 
     annotated = item.get("annotated")
     if annotated is not None:
@@ -114,13 +108,7 @@ def build_datalist(
     and '*_oar_label.nii.gz'.
     """
     catalogue = catalogue or load_catalogue()
-    names = {}
-    for value, name in label_names.items():
-        task = catalogue.find_exact(name)
-        if task is None:
-            close = ", ".join(t.name for t in catalogue.closest(name))
-            raise ValueError(f"label name {name!r} (value {value}) is not in the catalogue; closest: {close}")
-        names[int(value)] = task.name
+    names = resolve_label_names(label_names, catalogue, "label names")
 
     images = {_case_id(p.name, image_glob): p for p in sorted(Path(image_dir).iterdir()) if fnmatch.fnmatch(p.name, image_glob)}
     labels = {_case_id(p.name, label_glob): p for p in sorted(Path(label_dir).iterdir()) if fnmatch.fnmatch(p.name, label_glob)}
@@ -143,6 +131,18 @@ def build_datalist(
         )
     logger.info("paired %d cases from %s and %s", len(items), image_dir, label_dir)
     return items
+
+
+def resolve_label_names(labels: dict, catalogue: TaskCatalogue, where: str) -> dict[int, str]:
+    """Map label values to canonical task names; an unknown name raises with the closest tasks."""
+    resolved = {}
+    for value, name in labels.items():
+        task = catalogue.find_exact(name)
+        if task is None:
+            close = ", ".join(t.name for t in catalogue.closest(name))
+            raise ValueError(f"{where}: task {name!r} (label value {value}) is not in the catalogue; closest: {close}")
+        resolved[int(value)] = task.name
+    return resolved
 
 
 def _case_id(filename: str, glob: str) -> str:

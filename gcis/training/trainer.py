@@ -204,7 +204,8 @@ class GCISTrainer:
 
     def train_step(self) -> float:
         self.model.train()
-        self.model.routing_noise = max(0.0, 1.0 - self.step / max(1.0, self.settings.routing_noise_until * self.total_steps))
+        noise_steps = self.settings.routing_noise_until * self.total_steps
+        self.model.routing_noise = max(0.0, 1.0 - self.step / noise_steps) if noise_steps > 0 else 0.0
         images, targets, annotated, tasks = self.sample_batch()
         prompts = self.checkpoint.embeddings.get(tasks).to(self.device)
 

@@ -17,6 +17,7 @@ import numpy as np
 import pydicom
 import pytest
 from deploy_test_helpers import APP_DIR, REPO_ROOT, limit_child_process, read_series
+from gcis.dicom.series import fill_sop_uids_from_file_meta
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 # Rows and columns cut from the 512 x 512 slices. The crop keeps the spine, the aorta, the posterior body
@@ -52,8 +53,7 @@ def small_series(tmp_path_factory, example_series) -> Path:
             if keyword in dataset:
                 del dataset[keyword]
         dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID
-        dataset.SOPClassUID = dataset.file_meta.MediaStorageSOPClassUID
+        fill_sop_uids_from_file_meta(dataset)
         dataset.StudyInstanceUID = study_uid
         dataset.SeriesInstanceUID = series_uid
         dataset.FrameOfReferenceUID = frame_uid

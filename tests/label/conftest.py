@@ -17,6 +17,8 @@ from label_data import SERIES, SERIES_LABEL, STUDIES
 from label_servers import APP_DIR, Orthanc
 from pydicom.uid import generate_uid
 
+from gcis.dicom.series import fill_sop_uids_from_file_meta
+
 if str(APP_DIR) not in sys.path:
     sys.path.insert(0, str(APP_DIR))
 
@@ -44,8 +46,8 @@ def write_series(shared_data: Path, folder: Path, decompress: bool) -> Path:
             dataset.decompress()
         dataset.StudyInstanceUID = study_uid
         dataset.SeriesInstanceUID = series_uid
+        fill_sop_uids_from_file_meta(dataset)
         dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        dataset.SOPClassUID = dataset.file_meta.MediaStorageSOPClassUID
         dataset.PatientID = "GCIS-TEST"
         dataset.PatientName = "Test^gCIS"
         dataset.StudyID = "1"

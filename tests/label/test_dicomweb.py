@@ -21,12 +21,13 @@ import pytest
 import requests
 import SimpleITK as sitk
 from label_servers import HeadlessChromium, LabelServer
-from lib.dicom_seg import read_seg, read_series, write_seg
+from lib.dicom_seg import read_seg, write_seg
 from lib.labels import check_label
 from PIL import Image
 
 from gcis.catalogue import load_catalogue
 from gcis.data.geometry import read_volume
+from gcis.dicom.series import read_series
 
 REQUEST_TIMEOUT_S = 600
 OHIF_TIMEOUT_S = 300
@@ -138,7 +139,8 @@ def test_dicomweb_save_label_stores_seg(server, orthanc, series_uid, series_labe
         assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == task.snomed["property_type"]["code"]
         assert item.SegmentedPropertyTypeCodeSequence[0].CodeMeaning == task.snomed["property_type"]["meaning"]
         assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == task.snomed["property_category"]["code"]
-    assert segments[catalogue.get("adrenal_gland_right").display_name].SegmentedPropertyTypeModifierCodeSequence[0].CodeValue == "24028007"
+    adrenal_type = segments[catalogue.get("adrenal_gland_right").display_name].SegmentedPropertyTypeCodeSequence[0]
+    assert adrenal_type.SegmentedPropertyTypeModifierCodeSequence[0].CodeValue == "24028007"
 
     reference = read_volume(ct_series)
     decoded, annotated = read_seg(tmp_path / "stored_seg.dcm", read_series(ct_series), reference, catalogue)

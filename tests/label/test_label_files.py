@@ -6,11 +6,12 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from lib.dicom_seg import read_seg, read_series, write_seg
+from lib.dicom_seg import read_seg, write_seg
 from lib.labels import LabelError, check_label
 
 from gcis.catalogue import load_catalogue
 from gcis.data.geometry import read_volume
+from gcis.dicom.series import read_series
 
 
 @pytest.fixture(scope="module")
@@ -173,11 +174,11 @@ def test_seg_round_trip_keeps_codes_and_voxels(tmp_path, catalogue, ct_series, s
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source[0].SeriesInstanceUID
     segments = {item.SegmentLabel: item for item in seg.SegmentSequence}
     gallbladder = catalogue.get("gallbladder")
-    assert gallbladder.display_name in segments  # annotated without voxels: a segment with no frames
+    assert gallbladder.display_name in segments  # annotated without voxels: an empty segment
     adrenal = catalogue.get("adrenal_gland_right")
     item = segments[adrenal.display_name]
     assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == adrenal.snomed["property_type"]["code"]
     assert item.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
     assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == adrenal.snomed["property_category"]["code"]
-    assert item.SegmentedPropertyTypeModifierCodeSequence[0].CodeMeaning == "Right"
+    assert item.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence[0].CodeMeaning == "Right"
     assert item.SegmentAlgorithmType == "MANUAL"

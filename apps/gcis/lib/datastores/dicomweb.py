@@ -2,8 +2,8 @@
 
 It differs from MONAI Label 0.8.5's DICOMWebDatastore in these ways:
 
-- Final labels are written with highdicom (lib.dicom_seg) with catalogue codes, instead of
-  pydicom-seg or the dcmqi ``itkimage2segimage`` tool, which MONAI Label would download.
+- Final labels are written with highdicom (gcis.dicom.seg, through lib.dicom_seg) with
+  catalogue codes, instead of pydicom-seg or the dcmqi ``itkimage2segimage`` tool, which MONAI Label would download.
 - SEG series are read back with highdicom into catalogue-id label maps for training.
 - Series are downloaded in the transfer syntax the server stores (JPEG 2000, for example), so
   servers that cannot transcode still work, and converted with the core's DICOM reader.
@@ -30,8 +30,9 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 
 from gcis.catalogue import TaskCatalogue, load_catalogue
 from gcis.data.geometry import InvalidInputError, read_volume
+from gcis.dicom.series import read_series
 from lib.datastores.local import check_tag, check_upload, store_label
-from lib.dicom_seg import read_seg, read_series, write_seg
+from lib.dicom_seg import read_seg, write_seg
 
 logger = logging.getLogger(__name__)
 
