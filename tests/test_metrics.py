@@ -1,4 +1,4 @@
-"""Dice, HD95 and the clDice topology scores on small synthetic masks with known answers."""
+"""Dice, HD95 and the clDice topology scores on small synthetic masks with known expected values."""
 
 from __future__ import annotations
 

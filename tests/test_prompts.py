@@ -17,11 +17,11 @@ def resolver(text_encoder):
 
 
 def block_network(monkeypatch) -> None:
-    def refuse(*args, **kwargs):
+    def reject_connection(*args, **kwargs):
         raise OSError("network access is blocked in this test")
 
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", reject_connection)
+    monkeypatch.setattr(socket, "create_connection", reject_connection)
 
 
 def test_default_encoder_loads_offline(monkeypatch):
@@ -69,8 +69,14 @@ def test_free_text_by_embedding(resolver):
 def test_unknown_prompt_lists_closest(resolver):
     with pytest.raises(UnknownPromptError, match="closest tasks") as caught:
         resolver.resolve("banana bread")
-    assert len(caught.value.suggestions) == 5
+    assert 3 <= len(caught.value.suggestions) <= 6
     assert "banana bread" in str(caught.value)
+
+
+def test_typo_suggests_spelling_match(resolver):
+    with pytest.raises(UnknownPromptError) as caught:
+        resolver.resolve("livr")
+    assert "liver" in caught.value.suggestions
 
 
 def test_unknown_prompt_without_encoder():

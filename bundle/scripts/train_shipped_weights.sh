@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train the shipped weights (bundle/models/model.pt) from the shared data, on CPU or GPU.
-# Rerunning continues from runs/shipped/last.pt, so training can span several sessions.
+# Rerunning continues from runs/shipped/last.pt (or from the committed copy in
+# bundle/models/resume/), so training can span several sessions.
 # Usage: bash bundle/scripts/train_shipped_weights.sh [DATA_DIR] [extra gcis train options...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -8,6 +9,12 @@ data="${1:-../shared/data}"
 shift || true
 
 python bundle/scripts/make_training_datalist.py --data "$data" -o runs/shipped_datalist.json
+
+# A fresh clone continues from the committed training state instead of starting over.
+if [ ! -f runs/shipped/last.pt ] && [ -f bundle/models/resume/last.pt ]; then
+    mkdir -p runs/shipped
+    cp bundle/models/resume/last.pt bundle/models/resume/history.json runs/shipped/
+fi
 
 gcis train \
     --datalist runs/shipped_datalist.json \

@@ -77,8 +77,13 @@ class PromptResolver:
             logger.info("resolved prompt %r to task %s by embedding similarity %.3f", prompt, best_task.name, best_score)
             return Resolution(prompt, best_task, "embedding", best_score)
 
-        ranked = self._best_per_task(similarities)[:5]
-        suggestions = [f"{t.name} ({score:.2f})" for t, score in ranked]
+        # Spelling matches first (they catch typos that embeddings miss), then the nearest embeddings.
+        suggestions = [t.name for t in self.catalogue.closest(prompt, n=3)]
+        for task, score in self._best_per_task(similarities):
+            if len(suggestions) >= 6:
+                break
+            if task.name not in suggestions:
+                suggestions.append(f"{task.name} ({score:.2f})")
         raise UnknownPromptError(
             prompt,
             suggestions,

@@ -190,7 +190,8 @@ class GCISTrainer:
             budget = self.settings.max_minutes
             if budget is not None and (time.perf_counter() - start) / 60 > budget and self.step < self.total_steps:
                 if self.rank == 0:
-                    self.save(LAST)
+                    # Validate now, so that the stopped run still leaves a best.pt to export.
+                    self.end_epoch(epoch, time.perf_counter() - start, force_validation=True)
                 logger.warning(
                     "stopped at step %d of %d after the %.0f-minute budget; rerun with --resume to continue",
                     self.step, self.total_steps, budget,
@@ -283,9 +284,10 @@ class GCISTrainer:
                 scores.setdefault(task, []).append(dice_score(prediction == task_id, case.label == case.task_value(task)))
         return {task: float(np.mean(values)) for task, values in sorted(scores.items())}
 
-    def end_epoch(self, epoch: int, elapsed: float) -> None:
+    def end_epoch(self, epoch: int, elapsed: float, force_validation: bool = False) -> None:
         record = {"epoch": epoch + 1, "step": self.step, "minutes": round(elapsed / 60, 2)}
-        if self.val_data and (epoch + 1) % self.settings.validate_every == 0:
+        last_epoch = self.step >= self.total_steps
+        if self.val_data and (force_validation or last_epoch or (epoch + 1) % self.settings.validate_every == 0):
             dice = self.validate()
             mean = float(np.mean(list(dice.values()))) if dice else 0.0
             record.update({"val_mean_dice": mean, "val_dice": dice})
