@@ -18,7 +18,7 @@ DEFAULT_SIMILARITY_THRESHOLD = 0.7
 
 
 class UnknownPromptError(ValueError):
-    """A prompt that matches no catalogue task; `suggestions` holds the closest task names."""
+    """A prompt that matches no catalogue task; `suggestions` contains the closest task names."""
 
     def __init__(self, prompt: str, suggestions: list[str], detail: str = ""):
         self.prompt = prompt
