@@ -73,7 +73,8 @@ def print_table(summary: list[dict]) -> None:
     print(f"mean Dice over {len(summary)} tasks: {mean_dice(summary):.3f}")
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
+def write_csv(rows: list[dict], path: str | Path) -> None:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = []
     for row in rows:
