@@ -59,8 +59,8 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint, training_st
     return path
 
 
-def read_payload(path: str | os.PathLike, expected_format: str) -> dict:
-    """Load a gCIS file's dictionary and check its format, with errors that name the file."""
+def read_payload(path: str | os.PathLike, expected_format: str | None) -> dict:
+    """Load a gCIS file's dictionary and check its format (any gCIS format for None), with errors that name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} not found")
@@ -68,9 +68,10 @@ def read_payload(path: str | os.PathLike, expected_format: str) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
         raise ValueError(f"weights file {path} could not be read ({error}); it is corrupt or not a gCIS file") from error
-    if not isinstance(payload, dict) or payload.get("format") != expected_format:
+    accepted = (expected_format,) if expected_format else (CHECKPOINT_FORMAT, PRUNED_FORMAT)
+    if not isinstance(payload, dict) or payload.get("format") not in accepted:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"weights file {path} has format {found!r}, expected {expected_format!r}")
+        raise ValueError(f"weights file {path} has format {found!r}, expected {' or '.join(map(repr, accepted))}")
     if payload.get("version") != FORMAT_VERSION:
         raise ValueError(
             f"weights file {path} has format version {payload.get('version')}, this gcis reads version {FORMAT_VERSION}"
@@ -81,18 +82,21 @@ def read_payload(path: str | os.PathLike, expected_format: str) -> dict:
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Checkpoint, dict | None]:
     """Return (checkpoint, training_state or None) from a file written by save_checkpoint."""
     payload = read_payload(path, CHECKPOINT_FORMAT)
-    config = NetworkConfig.from_dict(payload["config"])
-    model = GCISNet(config)
+    checkpoint = _checkpoint_from_payload(payload, device)
+    logger.info("loaded checkpoint %s (%d trained tasks)", path, len(checkpoint.trained_tasks))
+    return checkpoint, payload.get("training_state")
+
+
+def _checkpoint_from_payload(payload: dict, device: str | torch.device) -> Checkpoint:
+    model = GCISNet(NetworkConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
     model.to(device).eval()
-    checkpoint = Checkpoint(
+    return Checkpoint(
         model=model,
         embeddings=PromptEmbeddings.from_dict(payload["embeddings"]),
         trained_tasks=list(payload.get("trained_tasks", [])),
         metadata=dict(payload.get("metadata", {})),
     )
-    logger.info("loaded checkpoint %s (%d trained tasks)", path, len(checkpoint.trained_tasks))
-    return checkpoint, payload.get("training_state")
 
 
 def save_pruned(path: str | os.PathLike, model: TaskSpecificNet, task: str, metadata: dict | None = None) -> Path:
@@ -121,7 +125,10 @@ def load_pruned(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
 
 
 def _read_pruned(path: str | os.PathLike) -> tuple[TaskSpecificNet, str, dict]:
-    payload = read_payload(path, PRUNED_FORMAT)
+    return _pruned_from_payload(read_payload(path, PRUNED_FORMAT))
+
+
+def _pruned_from_payload(payload: dict) -> tuple[TaskSpecificNet, str, dict]:
     model = TaskSpecificNet(NetworkConfig.from_dict(payload["config"]), tuple(payload["route"]))
     model.load_state_dict(payload["state_dict"])
     return model, payload["task"], dict(payload.get("metadata", {}))
@@ -142,13 +149,10 @@ class SingleTaskAdapter(torch.nn.Module):
 
 def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
     """Load a full checkpoint, or a pruned or adapted task network wrapped as a one-task checkpoint."""
-    try:
-        payload_format = torch.load(path, map_location="cpu", weights_only=True).get("format")
-    except Exception:  # missing, corrupt or foreign files get load_checkpoint's error message
-        payload_format = None
-    if payload_format != PRUNED_FORMAT:
-        return load_checkpoint(path, device)[0]
-    network, task, metadata = _read_pruned(path)
+    payload = read_payload(path, None)
+    if payload["format"] == CHECKPOINT_FORMAT:
+        return _checkpoint_from_payload(payload, device)
+    network, task, metadata = _pruned_from_payload(payload)
     embeddings = PromptEmbeddings(encoder="none", names=[task], vectors=torch.zeros(1, network.config.prompt_dim))
     model = SingleTaskAdapter(network).to(device).eval()
     source = metadata.get("source", metadata)

@@ -6,7 +6,7 @@ from __future__ import annotations
 class InputError(ValueError):
     """The input folder contains no DICOM CT series that the application can segment.
 
-    The message names the folder, series or file and the reason, and says what to change.
+    The message names the folder, series or file and the reason, and tells the user what to change.
     """
 
 

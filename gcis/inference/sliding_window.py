@@ -2,7 +2,7 @@
 
 Each voxel takes its prediction from the window in which it lies most centrally
 (the largest value of a separable triangular weight), so window edges, where the
-network sees the least context, never decide a voxel that a more central window
+network has the least context, never decide a voxel that a more central window
 covers. Per voxel only the best weight so far and the label are stored: memory is
 two volumes plus one window batch's logits, independent of the number of tasks.
 Within a window the label is the task of highest probability above the

@@ -8,7 +8,7 @@ from torch import nn
 
 from gcis.network.routing import Router
 
-# Group norm rather than instance norm: the first AP module sees 1x1x1 features for 32^3 inputs,
+# Group norm rather than instance norm: the first AP module receives 1x1x1 features for 32^3 inputs,
 # where instance norm is undefined. Decoder widths must be multiples of NORM_GROUPS.
 NORM_GROUPS = 4
 NORM = ("group", {"num_groups": NORM_GROUPS})

@@ -2,7 +2,7 @@
 
 Routing at inference is hard, so a prompt's output depends only on the encoder, the
 stem, the deconvolutions, the 7 sub-pathways it picks and the head weights generated
-from its embedding. The pruned network holds exactly those, computes the same
+from its embedding. The pruned network contains exactly those, computes the same
 operations in the same order, and so gives the same logits as the full network.
 """
 

@@ -45,7 +45,7 @@ class PromptEmbeddings:
             names = [names]
         missing = [n for n in names if n not in self._index]
         if missing:
-            raise KeyError(f"no stored prompt embedding for {missing}; the table holds {len(self.names)} tasks")
+            raise KeyError(f"no stored prompt embedding for {missing}; the table contains {len(self.names)} tasks")
         return self.vectors[[self._index[n] for n in names]]
 
     def add(self, name: str, vector: torch.Tensor) -> None:

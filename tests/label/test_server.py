@@ -97,7 +97,7 @@ def test_infer_all_structures(server, studies_dir):
 
 
 def test_infer_free_text_prompt(server, studies_dir):
-    # OHIF asks for NRRD in uint8; "right renal" and "hepatic organ" match by text embedding.
+    # OHIF requests NRRD in uint8; "right renal" and "hepatic organ" match by text embedding.
     params = {"prompt": "right renal; hepatic organ", "result_extension": ".nrrd", "result_dtype": "uint8"}
     result, label, _ = infer(server, "gcis_prompt", "pulmonary_ct", params)
 

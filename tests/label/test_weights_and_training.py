@@ -73,7 +73,9 @@ def test_split_cases_keeps_one_validation_case():
     assert sorted(train + validation) == cases
 
     train, validation = split_cases([0, 1], 0.2)
-    assert len(validation) == 1 and len(train) == 1
+    assert len(validation) == 1
+    assert len(train) == 1
 
     train, validation = split_cases([7], 0.2)
-    assert train == [7] and validation == [7]
+    assert train == [7]
+    assert validation == [7]
