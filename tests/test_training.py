@@ -63,6 +63,22 @@ def test_loss_nothing_annotated_is_zero():
     assert loss.item() == 0.0
 
 
+def test_loss_keeps_small_organ_gradient():
+    # A small organ under confidently negative logits: the plain BCE mean lets the
+    # background dilute the organ's pull, and the top-k mean does not.
+    logits = torch.full((1, 1, 16, 16, 16), -8.0, requires_grad=True)
+    targets = torch.zeros(1, 1, 16, 16, 16)
+    targets[0, 0, :2, :2, :2] = 1.0
+    masked_dice_bce(logits, targets, torch.ones(1, 1)).backward()
+    topk_pull = -logits.grad[0, 0, 0, 0, 0].item()
+
+    logits_plain = torch.full((1, 1, 16, 16, 16), -8.0, requires_grad=True)
+    torch.nn.functional.binary_cross_entropy_with_logits(logits_plain, targets).backward()
+    plain_pull = -logits_plain.grad[0, 0, 0, 0, 0].item()
+
+    assert topk_pull > 5 * plain_pull
+
+
 def test_crop_sampler_pads_small_case():
     case = CachedCase("c", np.ones((10, 20, 20), np.float32), np.ones((10, 20, 20), np.int16), {1: "liver"}, ["liver"])
     image, label = CropSampler((32, 32, 32), seed=0).sample(case)

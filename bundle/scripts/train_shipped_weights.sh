@@ -20,11 +20,11 @@ gcis train \
     --datalist runs/shipped_datalist.json \
     -o runs/shipped \
     --preset small \
-    --epochs 14 \
+    --epochs 34 \
     --batch-size 2 \
     --max-tasks 4 \
     --learning-rate 1e-3 \
-    --validate-every 7 \
+    --validate-every 2 \
     --routing-noise-until 0 \
     --resume \
     --export bundle/models/model.pt \

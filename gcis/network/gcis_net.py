@@ -18,6 +18,8 @@ from gcis.network.routing import Routes, sample_straight_through, select_hard
 
 Prefix = tuple[int, ...]
 
+HEAD_NEGATIVE_SLOPE = 0.01
+
 
 def build_encoder(config: NetworkConfig) -> SwinTransformer:
     """Build the 3D Swin image encoder (MONAI's SwinUNETR encoder: 2x2x2 patches, 4 stages)."""
@@ -105,7 +107,8 @@ class PromptHead(nn.Module):
     @staticmethod
     def apply_weights(features: torch.Tensor, weights: tuple[torch.Tensor, ...]) -> torch.Tensor:
         w1, b1, w2, b2 = weights
-        hidden = F.relu(F.conv3d(features, w1, b1))
+        # Leaky, so that a hidden unit that is negative everywhere for a task still passes a gradient.
+        hidden = F.leaky_relu(F.conv3d(features, w1, b1), HEAD_NEGATIVE_SLOPE)
         return F.conv3d(hidden, w2, b2)
 
 
