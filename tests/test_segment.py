@@ -49,6 +49,22 @@ def test_lps_and_ras_storage_agree(segmenter, openkbp_ct):
     assert np.mean(lps_labels == ras_labels) > 0.999
 
 
+def test_window_batch_sizes_agree(segmenter):
+    # Batches of several windows take oneDNN's convolutions and one window PyTorch's
+    # native ones; the label maps must not depend on that choice.
+    volume = np.random.default_rng(0).random((40, 70, 50)).astype(np.float32)
+    tasks = segmenter.resolve_tasks(None)
+    default = segmenter.batch_size
+    try:
+        segmenter.batch_size = 1
+        single = segmenter.predict_array(volume, tasks)
+        segmenter.batch_size = 3
+        batched = segmenter.predict_array(volume, tasks)
+    finally:
+        segmenter.batch_size = default
+    assert np.mean(single != batched) < 1e-4
+
+
 def test_unknown_task_fails_before_compute(segmenter):
     from gcis.prompts import UnknownPromptError
 

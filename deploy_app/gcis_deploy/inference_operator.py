@@ -9,6 +9,7 @@ from pathlib import Path
 from gcis.catalogue import Task
 from gcis.data.geometry import InvalidInputError
 from gcis.inference.segmenter import Segmenter
+from gcis.inference.sliding_window import DEFAULT_WINDOW_BATCH
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
 from gcis_deploy.errors import InputError, TaskSelectionError
@@ -18,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 def load_segmenter(weights: Path, prompts: list[str] | None = None, device: str = "cpu", overlap: float = 0.25,
-                   batch_size: int = 1) -> tuple[Segmenter, list[Task]]:
+                   batch_size: int = DEFAULT_WINDOW_BATCH) -> tuple[Segmenter, list[Task]]:
     """Load the weights and resolve the tasks (all trained tasks when `prompts` is empty).
 
     Raises TaskSelectionError for an unknown task or one the weights were not trained on.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
+from gcis.inference.sliding_window import DEFAULT_WINDOW_BATCH
 
 from gcis_deploy.errors import ConfigurationError, WeightsNotFoundError
 
@@ -46,7 +47,7 @@ class AppSettings:
     stl: bool = False
     device: str = "cpu"
     overlap: float = 0.25
-    batch_size: int = 1
+    batch_size: int = DEFAULT_WINDOW_BATCH
     selection_rules: Path = DEFAULT_SELECTION_RULES
 
     def __post_init__(self) -> None:
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gcis.add_argument("--device", help="torch device for inference, such as cpu or cuda:0 (default: cpu)")
     gcis.add_argument("--overlap", type=float, help="sliding-window overlap fraction (default: 0.25)")
-    gcis.add_argument("--batch-size", type=int, help="windows per forward pass (default: 1)")
+    gcis.add_argument("--batch-size", type=int, help=f"windows per forward pass (default: {DEFAULT_WINDOW_BATCH})")
     gcis.add_argument(
         "--selection-rules", type=Path,
         help=f"series selection rules JSON (default: {DEFAULT_SELECTION_RULES.name} beside the app)",

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from gcis.cli.weights import bundle_weights
 from gcis.data.geometry import read_volume
-from gcis.inference import Segmenter
+from gcis.inference import DEFAULT_WINDOW_BATCH, Segmenter
 from gcis.inference.outputs import write_result
 from gcis.prompts import DEFAULT_TEXT_ENCODER
 
@@ -28,7 +28,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--weights", help="checkpoint file (overrides --bundle)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     parser.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap, 0 to 0.9")
-    parser.add_argument("--batch-size", type=int, default=1, help="windows per network call")
+    parser.add_argument(
+        "--batch-size", type=int, default=DEFAULT_WINDOW_BATCH,
+        help=f"windows per network call (default: {DEFAULT_WINDOW_BATCH})",
+    )
     parser.add_argument("--masks", action="store_true", help="also write one binary mask per task found")
     parser.add_argument("--allow-untrained", action="store_true", help="segment catalogue tasks the weights were not trained on")
     parser.add_argument("--text-encoder", default=DEFAULT_TEXT_ENCODER, help="text model used to match free-text prompts")

@@ -17,7 +17,7 @@ import torch
 from gcis.catalogue import Task, load_catalogue
 from gcis.checkpoint import Checkpoint, load_weights
 from gcis.data.geometry import Preprocessing, check_ct, from_model_grid, to_model_grid
-from gcis.inference.sliding_window import predict_label_map
+from gcis.inference.sliding_window import DEFAULT_WINDOW_BATCH, predict_label_map
 from gcis.prompts import DEFAULT_TEXT_ENCODER, PromptResolver, TextEncoder
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Segmenter:
         checkpoint: Checkpoint,
         device: str | torch.device = "cpu",
         overlap: float = 0.25,
-        batch_size: int = 1,
+        batch_size: int = DEFAULT_WINDOW_BATCH,
         text_encoder: str = DEFAULT_TEXT_ENCODER,
     ):
         self.checkpoint = checkpoint

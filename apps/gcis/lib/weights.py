@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from gcis.catalogue import Task
-from gcis.inference import Segmenter
+from gcis.inference import DEFAULT_WINDOW_BATCH, Segmenter
 from gcis.prompts import Resolution
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class GCISWeights:
         model_dir: str | os.PathLike,
         device: str = "cpu",
         overlap: float = 0.25,
-        batch_size: int = 1,
+        batch_size: int = DEFAULT_WINDOW_BATCH,
         text_encoder: str | None = None,
     ):
         self.shipped = Path(shipped)

@@ -7,7 +7,7 @@
   Default: ``<app>/model``.
 - ``device``: ``cpu``, ``cuda`` or ``cuda:N``. Default: ``cuda`` when available, else ``cpu``.
 - ``tasks``: comma-separated task names for the automatic model. Default: every trained task.
-- ``overlap`` (0.25) and ``sw_batch_size`` (1): sliding-window overlap and windows per batch.
+- ``overlap`` (0.25) and ``sw_batch_size`` (2): sliding-window overlap and windows per batch.
 - ``text_encoder``: folder of a Hugging Face text model for free-text prompts. Default: the
   packaged all-MiniLM-L6-v2 encoder.
 - ``preload``: ``true`` loads the weights at start-up instead of at the first request.
@@ -30,6 +30,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.utils.others.generic import strtobool
 
 from gcis.catalogue import load_catalogue
+from gcis.inference import DEFAULT_WINDOW_BATCH
 from lib.activelearning.uncertainty import GCISUncertainty
 from lib.infers.gcis import GCISSegmentation
 from lib.scoring.uncertainty import SCORE_KEY, GCISUncertaintyScoring
@@ -56,7 +57,7 @@ class GCIS(TaskConfig):
             model_dir=Path(conf.get("model_dir") or model_dir).expanduser().resolve(),
             device=self.device,
             overlap=_number(conf, "overlap", 0.25),
-            batch_size=int(_number(conf, "sw_batch_size", 1)),
+            batch_size=int(_number(conf, "sw_batch_size", DEFAULT_WINDOW_BATCH)),
             text_encoder=conf.get("text_encoder"),
         )
         self.tasks = [t.strip() for t in conf.get("tasks", "").split(",") if t.strip()] or None
