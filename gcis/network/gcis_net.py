@@ -16,8 +16,6 @@ from gcis.network.config import NUM_AP_MODULES, NetworkConfig
 from gcis.network.pathways import NORM, AutomaticPathwayModule
 from gcis.network.routing import Routes, sample_straight_through, select_hard
 
-Prefix = tuple[int, ...]
-
 HEAD_NEGATIVE_SLOPE = 0.01
 
 
@@ -157,48 +155,54 @@ class GCISNet(nn.Module):
         check_image(image, self.config)
         return encode(self.encoder, self.stem, image)
 
-    def decode(self, skips: list[torch.Tensor], routes: Routes) -> dict[Prefix, torch.Tensor]:
-        """Run the decoder once per distinct route prefix; return the last features of each full route.
+    def decode(self, skips: list[torch.Tensor], routes: Routes, prompts: torch.Tensor) -> torch.Tensor:
+        """Run the decoder once per distinct route prefix; return logits (B, T, D, H, W).
 
         Tasks whose routes agree on the first k modules share the work of those k
         modules, so N tasks cost one decoder pass per distinct prefix, not N passes.
+        The prefix tree is walked depth first and each task's features become logits
+        at once, so at inference the live tensors are those of one root-to-leaf path
+        plus one logit map per task, whatever the number of tasks.
         """
-        num_tasks = routes.indices.shape[0]
-        outputs: dict[Prefix, torch.Tensor] = {(): None}
+        logits: list[torch.Tensor | None] = [None] * prompts.shape[0]
+        self._decode_subtree(0, None, list(range(prompts.shape[0])), skips, routes, prompts, logits)
+        return torch.cat(logits, dim=1)
 
-        for level, ap in enumerate(self.ap_modules):
-            groups: dict[Prefix, list[int]] = {}
-            for task in range(num_tasks):
-                groups.setdefault(routes.prefix(task, level + 1), []).append(task)
+    def _decode_subtree(
+        self,
+        level: int,
+        parent: torch.Tensor | None,
+        tasks: list[int],
+        skips: list[torch.Tensor],
+        routes: Routes,
+        prompts: torch.Tensor,
+        logits: list[torch.Tensor | None],
+    ) -> None:
+        """Decode `tasks`, which share the route prefix that produced `parent`, from AP module `level` on."""
+        stage = stage_input(self.deconvs, level, parent, skips)
+        children: dict[int, list[int]] = {}
+        for task in tasks:
+            children.setdefault(int(routes.indices[task, level]), []).append(task)
 
-            inputs: dict[Prefix, torch.Tensor] = {}
-            next_outputs: dict[Prefix, torch.Tensor] = {}
-            for prefix, tasks in groups.items():
-                parent = prefix[:-1]
-                if parent not in inputs:
-                    inputs[parent] = stage_input(self.deconvs, level, outputs[parent], skips)
-                features = ap.run_pathway(prefix[-1], inputs[parent])
-                if routes.gates is not None:
-                    # Value exactly 1.0; carries the straight-through gradient to each sharing task's router.
-                    gate = (routes.gates[tasks, level] - 1.0).sum() + 1.0
-                    features = features * gate
-                next_outputs[prefix] = features
-            outputs = next_outputs
-
-        return outputs
+        for pathway, group in children.items():
+            features = self.ap_modules[level].run_pathway(pathway, stage)
+            if routes.gates is not None:
+                # Value exactly 1.0; carries the straight-through gradient to each sharing task's router.
+                gate = (routes.gates[group, level] - 1.0).sum() + 1.0
+                features = features * gate
+            if level == NUM_AP_MODULES - 1:
+                for task in group:
+                    logits[task] = self.head.apply_weights(features, self.head.task_weights(prompts[task]))
+            else:
+                self._decode_subtree(level + 1, features, group, skips, routes, prompts, logits)
+            del features
 
     def forward(self, image: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
         """Return logits (B, T, D, H, W) for image (B, 1, D, H, W) and prompt embeddings (T, prompt_dim)."""
         prompts = self._check_prompts(prompts)
         routes = self.route(prompts)
         skips = self.encode(image)
-        final = self.decode(skips, routes)
-
-        logits = []
-        for task in range(prompts.shape[0]):
-            features = final[routes.prefix(task, NUM_AP_MODULES)]
-            logits.append(self.head.apply_weights(features, self.head.task_weights(prompts[task])))
-        return torch.cat(logits, dim=1)
+        return self.decode(skips, routes, prompts)
 
     # Checks
 
