@@ -13,22 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from importlib.metadata import version
 from pathlib import Path
+
+from gcis.benchmarking import machine_description, run_measured
 
 APP_DIR = Path(__file__).resolve().parent
 REPO_ROOT = APP_DIR.parent
 DEFAULT_SERIES = REPO_ROOT.parent / "shared" / "data" / "totalsegmentator" / "example_ct_dicom"
-STACK_LIMIT_BYTES = 32 * 1024 * 1024  # Holoscan warns about a smaller stack
 # The segmenter logs "preprocess_s 0.0, inference_s 19.9, postprocess_s 0.4".
 STAGE_PATTERN = re.compile(r"\b(preprocess_s|inference_s|postprocess_s) ([0-9.]+)")
 
@@ -44,12 +39,6 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def limit_child_process() -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_STACK)
-    limit = STACK_LIMIT_BYTES if hard == resource.RLIM_INFINITY else min(STACK_LIMIT_BYTES, hard)
-    resource.setrlimit(resource.RLIMIT_STACK, (limit, hard))
-
-
 def run_once(arguments: argparse.Namespace, output: Path) -> dict:
     """Run the app once; return its exit status, wall time (s), peak RSS (MiB) and stage timings (s)."""
     command = [sys.executable, str(APP_DIR), "-i", str(arguments.input), "-o", str(output)]
@@ -59,24 +48,14 @@ def run_once(arguments: argparse.Namespace, output: Path) -> dict:
         command += ["--tasks", *arguments.tasks]
     command += [option for option in arguments.app_options if option != "--"]
 
-    with tempfile.TemporaryFile("w+") as log:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                   preexec_fn=limit_child_process)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall_s = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        log.seek(0)
-        text = log.read()
-
-    stages = {name: float(value) for name, value in STAGE_PATTERN.findall(text)}
+    run = run_measured(command, cwd=REPO_ROOT)
+    stages = {name: float(value) for name, value in STAGE_PATTERN.findall(run.output)}
     return {
-        "exit_status": process.returncode,
-        "wall_s": round(wall_s, 2),
-        # ru_maxrss is in KiB on Linux.
-        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "exit_status": run.exit_status,
+        "wall_s": run.wall_s,
+        "peak_rss_mib": run.peak_rss_mib,
         **stages,
-        "log_tail": text[-2000:] if process.returncode else "",
+        "log_tail": run.output[-2000:] if run.exit_status else "",
     }
 
 
@@ -101,13 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         "median_wall_s": round(statistics.median(r["wall_s"] for r in runs), 2),
         "max_peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
         "runs": [{key: value for key, value in r.items() if key != "log_tail"} for r in runs],
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "torch": version("torch"),
-            "monai-deploy-app-sdk": version("monai-deploy-app-sdk"),
-        },
+        "machine": machine_description(("torch", "monai-deploy-app-sdk")),
     }
     print(json.dumps({key: summary[key] for key in ("median_wall_s", "max_peak_rss_mib")}))
     if arguments.json:

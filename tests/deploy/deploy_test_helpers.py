@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import resource
 import sys
 from copy import deepcopy
 from pathlib import Path
 
 import pydicom
 from pydicom.uid import generate_uid
+
+from gcis.benchmarking import raise_stack_limit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_DIR = REPO_ROOT / "deploy_app"
@@ -20,8 +21,6 @@ from gcis_deploy.options import DEFAULT_SELECTION_RULES  # noqa: E402
 from gcis_deploy.series_selector import CTSeriesSelectorOperator  # noqa: E402
 from gcis_deploy.study_loader import DICOMStudyLoaderOperator  # noqa: E402
 from monai.deploy.core import Fragment  # noqa: E402
-
-STACK_LIMIT_BYTES = 32 * 1024 * 1024  # Holoscan warns about a smaller stack
 
 
 def read_series(folder: Path) -> list[pydicom.Dataset]:
@@ -67,9 +66,7 @@ def select_series(folder: Path):
 def limit_child_process() -> None:
     """Run the app at low priority with the stack size that Holoscan expects."""
     os.nice(15)
-    _, hard = resource.getrlimit(resource.RLIMIT_STACK)
-    limit = STACK_LIMIT_BYTES if hard == resource.RLIM_INFINITY else min(STACK_LIMIT_BYTES, hard)
-    resource.setrlimit(resource.RLIMIT_STACK, (limit, hard))
+    raise_stack_limit()
 
 
 def assert_no_outputs(folder: Path) -> None:
