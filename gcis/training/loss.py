@@ -24,8 +24,8 @@ def masked_dice_bce(
 
     The cross-entropy is averaged over the `hardest_fraction` of voxels with the
     largest loss, not over the whole crop. A plain mean lets the many easy background
-    voxels of a small organ drive its logits to -20, where the sigmoid saturates and
-    the Dice term no longer passes a gradient; with the top-k mean, confidently
+    voxels of a small organ drive its logits to about -20. There the sigmoid saturates,
+    so the Dice term no longer passes a gradient. With the top-k mean, confidently
     negative voxels drop out and the organ's own voxels keep their weight.
     """
     probabilities = torch.sigmoid(logits)
