@@ -85,8 +85,8 @@ def prepare_pruned(checkpoint: Checkpoint, task: str, overlap: float, batch_size
 
     The network runs eagerly. On the 2-core CPU of docs/benchmarks.md, a TorchScript
     trace frozen by ``torch.jit.optimize_for_inference`` was no faster (0.99 and 1.21
-    times the one-task time in two runs). ``torch.compile`` took 6 minutes to compile and
-    then ran a window 10% slower.
+    times the one-task time in two runs). In a one-off check, ``torch.compile`` took 6 minutes
+    to compile and then ran a window 10% slower.
     """
     network = prune(checkpoint.model.eval(), checkpoint.embeddings.get([task])[0])
     network = network.to(memory_format=torch.channels_last_3d)

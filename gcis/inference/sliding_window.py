@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 
 # Windows per network call. With a batch of one window, PyTorch 2.14 runs several of
 # the decoder's small 3D convolutions on its native CPU kernel instead of oneDNN. On a
-# 2-core x86-64 CPU one task then took 0.63 s per window, against 0.40 s with two windows.
+# 2-core x86-64 CPU one task then took 2.4 times as long per window as with two windows
+# (benchmarks/window_costs.py).
 DEFAULT_WINDOW_BATCH = 2
 
 
