@@ -47,6 +47,7 @@ def trained_run(tmp_path_factory, shared_data) -> Path:
         "--datalist_file", str(run_dir / "datalist.json"),
         "--output_dir", str(run_dir / "train"),
         "--train#settings#preset", "tiny",
+        "--train#settings#init_encoder", "$None",
         "--train#settings#epochs", "1",
         "--train#settings#steps_per_epoch", "2",
         "--train#settings#validate_every", "1",

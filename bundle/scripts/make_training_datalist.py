@@ -30,6 +30,10 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data", help="data folder that contains openkbp/ and totalsegmentator/")
     parser.add_argument("-o", "--output", required=True, help="datalist JSON to write")
     parser.add_argument("--exclude-task", action="append", default=[], help="leave this task's labels out (few-shot experiments)")
+    parser.add_argument(
+        "--only-task", action="append", default=[],
+        help="keep only this task's labels, and the cases that have it (single-organ baseline)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     data = Path(args.data)
@@ -53,9 +57,15 @@ def main() -> None:
         item["weight"] = ABDOMEN_WEIGHT
     training += abdomen
 
+    def kept(name: str) -> bool:
+        return name not in args.exclude_task and (not args.only_task or name in args.only_task)
+
     for item in training + validation:
-        item["labels"] = {v: n for v, n in item["labels"].items() if n not in args.exclude_task}
-        item["annotated"] = [n for n in item["annotated"] if n not in args.exclude_task]
+        item["labels"] = {v: n for v, n in item["labels"].items() if kept(n)}
+        item["annotated"] = [n for n in item["annotated"] if kept(n)]
+    if args.only_task:
+        training = [item for item in training if item["annotated"]]
+        validation = [item for item in validation if item["annotated"]]
 
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps({"training": training, "validation": validation}, indent=1))

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Train the shipped weights (bundle/models/model.pt) from the shared data, on CPU or GPU.
+#
+# Stage 2 of two: a network of preset "medium" whose Swin encoder starts from the stage-1
+# weights (bundle/models/stage1_small.pt, preset "small"; see bundle/docs/training.md).
 # Rerunning continues from runs/shipped/last.pt (or from the committed copy in
 # bundle/models/resume/), so training can span several sessions.
 # Usage: bash bundle/scripts/train_shipped_weights.sh [DATA_DIR] [extra gcis train options...]
@@ -7,6 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 data="${1:-../shared/data}"
 shift || true
+
+# glibc maps the 30+ MB activations of 64^3 crops afresh on every step. With transparent huge
+# pages, the kernel faults them in 2 MiB at a time instead of 4 KiB (see bundle/docs/training.md).
+export GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}"
 
 python bundle/scripts/make_training_datalist.py --data "$data" -o runs/shipped_datalist.json
 
@@ -19,12 +26,13 @@ fi
 gcis train \
     --datalist runs/shipped_datalist.json \
     -o runs/shipped \
-    --preset small \
-    --epochs 34 \
+    --preset medium \
+    --init-encoder bundle/models/stage1_small.pt \
+    --epochs 9 \
     --batch-size 2 \
-    --max-tasks 4 \
+    --max-tasks 3 \
     --learning-rate 1e-3 \
-    --validate-every 2 \
+    --validate-every 3 \
     --routing-noise-until 0 \
     --resume \
     --export bundle/models/model.pt \

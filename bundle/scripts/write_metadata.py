@@ -13,7 +13,10 @@ from gcis.bundle_metadata import build_metadata, write_metadata
 from gcis.checkpoint import load_checkpoint
 
 BUNDLE = Path(__file__).resolve().parents[1]
-CHANGELOG = {"0.1.0": "first bundle: small preset trained on OpenKBP train-pats and the TotalSegmentator example abdomen"}
+CHANGELOG = {
+    "0.2.0": "medium preset (16-channel full-resolution decoder) trained with batch Dice from the stage-1 Swin encoder",
+    "0.1.0": "first bundle: small preset trained on OpenKBP train-pats and the TotalSegmentator example abdomen",
+}
 
 
 def main() -> None:

@@ -29,6 +29,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-minutes", type=float, help="stop and save after this many minutes (resume later)")
     parser.add_argument("--resume", action="store_true", help="continue from last.pt in the run folder")
     parser.add_argument("--init-weights", help="checkpoint to fine-tune instead of random initialisation")
+    parser.add_argument(
+        "--init-encoder", help="checkpoint whose Swin encoder and stem start a network with a new decoder"
+    )
+    parser.add_argument("--sub-pathways", type=int, help="override the preset's sub-pathways per AP module (1: no routing)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--roi-size", type=int, nargs=3, help="override the preset's crop size (z y x voxels)")
@@ -52,6 +56,8 @@ def run(args) -> int:
     val_cases = load_datalist(args.datalist, "validation") if "validation" in content else []
 
     overrides = {"roi_size": args.roi_size} if args.roi_size else {}
+    if args.sub_pathways:
+        overrides["sub_pathways"] = args.sub_pathways
     settings = TrainingSettings(
         preset=args.preset,
         epochs=args.epochs,
@@ -65,6 +71,7 @@ def run(args) -> int:
         seed=args.seed,
         device=args.device,
         init_weights=args.init_weights,
+        init_encoder=args.init_encoder,
         preset_overrides=overrides,
     )
     trainer = GCISTrainer(settings, train_cases, val_cases, args.output, resume=args.resume)

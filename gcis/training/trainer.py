@@ -52,9 +52,34 @@ class TrainingSettings:
     device: str = "cpu"
     text_encoder: str = DEFAULT_TEXT_ENCODER
     init_weights: str | None = None
+    init_encoder: str | None = None
     distributed: bool = False
     preset_overrides: dict = field(default_factory=dict)
     preprocessing: dict = field(default_factory=lambda: Preprocessing().to_dict())
+
+
+def copy_encoder(source: str | Path, checkpoint: Checkpoint, device: torch.device) -> None:
+    """Load the Swin encoder of `source` into a new network whose decoder may differ.
+
+    A run that changes the decoder's widths or its number of sub-pathways can so start
+    from image features that an earlier run already learned. The full-resolution stem
+    is copied too where its width is unchanged.
+    """
+    source_checkpoint, _ = load_checkpoint(source, device)
+    model = checkpoint.model
+    try:
+        model.encoder.load_state_dict(source_checkpoint.model.encoder.state_dict())
+    except RuntimeError as error:
+        raise ValueError(
+            f"the Swin encoder of {source} does not fit this network: {error}; start from weights "
+            f"with feature_size {model.config.feature_size}, depths {list(model.config.depths)} and "
+            f"window_size {model.config.window_size}"
+        ) from error
+    copied = ["Swin encoder"]
+    if source_checkpoint.model.config.decoder_channels[5] == model.config.decoder_channels[5]:
+        model.stem.load_state_dict(source_checkpoint.model.stem.state_dict())
+        copied.append("stem")
+    logger.info("copied the %s of %s; the rest starts from random weights", " and ".join(copied), source)
 
 
 class GCISTrainer:
@@ -99,6 +124,8 @@ class GCISTrainer:
             embeddings = embed_catalogue(TextEncoder(self.settings.text_encoder), load_catalogue())
             overrides = dict(self.settings.preset_overrides)
             self.checkpoint = new_checkpoint(self.settings.preset, embeddings, seed=self.settings.seed, **overrides)
+            if self.settings.init_encoder:
+                copy_encoder(self.settings.init_encoder, self.checkpoint, self.device)
         if "preprocessing" in self.checkpoint.metadata:
             # Fine-tuned or resumed weights keep the model grid they were trained on.
             self.preprocessing = Preprocessing.from_dict(self.checkpoint.metadata["preprocessing"])
