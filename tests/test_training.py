@@ -64,7 +64,7 @@ def test_loss_nothing_annotated_is_zero():
 
 
 def test_loss_pools_dice_over_batch():
-    # Crop 0 holds the organ and crop 1 does not; confident, correct logits in both
+    # Crop 0 contains the organ and crop 1 does not. Confident, correct logits in both
     # give a loss near 0, where a per-crop Dice would score the empty crop apart.
     targets = torch.zeros(2, 1, 8, 8, 8)
     targets[0, 0, :2, :2, :2] = 1.0

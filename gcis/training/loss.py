@@ -27,6 +27,7 @@ def masked_dice_bce(
     voxel_weights = weights[:, :, None, None, None]
     probabilities = torch.sigmoid(logits) * voxel_weights
     masked_targets = targets * voxel_weights
+
     dims = (0, *range(2, logits.ndim))
     intersection = (probabilities * masked_targets).sum(dims)
     denominator = probabilities.sum(dims) + masked_targets.sum(dims)
