@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from gcis.catalogue import load_catalogue
 from gcis.data.geometry import InvalidInputError, check_ct
 from gcis.inference import Segmenter
+from gcis.inference.postprocessing import keep_largest_components
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +77,23 @@ def test_unknown_task_fails_before_compute(segmenter):
 def test_untrained_task_rejected(segmenter):
     with pytest.raises(ValueError, match="not among the 5 tasks"):
         segmenter.resolve_tasks(["brainstem"])
+
+
+def test_largest_component_kept_for_one_piece_organ():
+    catalogue = load_catalogue()
+    mandible, spinal_cord = catalogue.get("mandible"), catalogue.get("spinal_cord")
+    labels = np.zeros((20, 20, 20), dtype=np.int32)
+    labels[2:8, 2:8, 2:8] = mandible.id
+    labels[15:17, 15:17, 15:17] = mandible.id
+    labels[2:6, 12:14, 12:14] = spinal_cord.id
+    labels[10:14, 12:14, 12:14] = spinal_cord.id
+
+    keep_largest_components(labels, [mandible, spinal_cord])
+
+    assert (labels == mandible.id).sum() == 6**3
+    assert (labels[15:17, 15:17, 15:17] == 0).all()
+    # The spinal cord is tubular, so both of its pieces stay.
+    assert (labels == spinal_cord.id).sum() == 2 * 4 * 2 * 2
 
 
 def test_eight_bit_image_rejected():

@@ -20,6 +20,10 @@ from pathlib import Path
 
 CATEGORIES = ("organ", "vessel", "bone", "muscle", "gland", "lesion", "airway", "other")
 
+# Categories whose non-tubular tasks are one connected piece, and the names among them that are not.
+SINGLE_COMPONENT_CATEGORIES = ("organ", "gland", "bone", "muscle", "airway")
+MULTI_COMPONENT_NAMES = frozenset({"costal_cartilages", "diaphragm"})
+
 # SNOMED CT qualifier values of DICOM CID 244 "Laterality".
 LATERALITY_CODES = {"7771000": ("left", "Left"), "24028007": ("right", "Right")}
 
@@ -79,6 +83,17 @@ class Task:
         if self.synonyms:
             return self.synonyms[0]
         return self.name.replace("_", " ").capitalize()
+
+    @property
+    def single_component(self) -> bool:
+        """True for a structure that is one connected piece of tissue, such as an organ, a gland or one bone.
+
+        Tubular structures are excluded, because a thin prediction can break into pieces that
+        are all true. So are lesions, which can be many, and a few collective names.
+        """
+        if self.tubular or self.name in MULTI_COMPONENT_NAMES:
+            return False
+        return self.category in SINGLE_COMPONENT_CATEGORIES
 
     def to_json(self) -> dict:
         """Return the task as its JSON catalogue entry."""

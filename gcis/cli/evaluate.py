@@ -26,6 +26,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--predictions", help="folder of existing results, <case_id>/labels.nii.gz, instead of running the model")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     parser.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap")
+    parser.add_argument(
+        "--all-components", action="store_true",
+        help="keep every connected piece of each label (by default one-piece structures keep only the largest)",
+    )
     parser.add_argument("-o", "--output", help="CSV file of per-case scores; a '-summary' CSV is written beside it")
     parser.add_argument("--json", action="store_true", help="print the per-task summary as JSON")
     parser.set_defaults(run=run)
@@ -35,7 +39,12 @@ def run(args) -> int:
     cases = load_datalist(args.datalist, args.section)
     segmenter = None
     if not args.predictions:
-        segmenter = Segmenter.from_weights(args.weights or bundle_weights(args.bundle), device=args.device, overlap=args.overlap)
+        segmenter = Segmenter.from_weights(
+            args.weights or bundle_weights(args.bundle),
+            device=args.device,
+            overlap=args.overlap,
+            largest_component=not args.all_components,
+        )
 
     rows = evaluate_datalist(cases, segmenter, args.predictions)
     summary = summarise(rows)

@@ -32,6 +32,10 @@ def add_parser(subparsers) -> None:
         "--batch-size", type=int, default=DEFAULT_WINDOW_BATCH,
         help=f"windows per network call (default: {DEFAULT_WINDOW_BATCH})",
     )
+    parser.add_argument(
+        "--all-components", action="store_true",
+        help="keep every connected piece of each label (by default one-piece structures keep only the largest)",
+    )
     parser.add_argument("--masks", action="store_true", help="also write one binary mask per task found")
     parser.add_argument("--allow-untrained", action="store_true", help="segment catalogue tasks the weights were not trained on")
     parser.add_argument("--text-encoder", default=DEFAULT_TEXT_ENCODER, help="text model used to match free-text prompts")
@@ -41,7 +45,8 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     weights = args.weights or bundle_weights(args.bundle)
     segmenter = Segmenter.from_weights(
-        weights, device=args.device, overlap=args.overlap, batch_size=args.batch_size, text_encoder=args.text_encoder
+        weights, device=args.device, overlap=args.overlap, batch_size=args.batch_size, text_encoder=args.text_encoder,
+        largest_component=not args.all_components,
     )
     # Resolve the tasks before reading the image, so a wrong name fails before any compute.
     tasks = segmenter.resolve_tasks(args.task, allow_untrained=args.allow_untrained)

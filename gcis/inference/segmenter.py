@@ -17,6 +17,7 @@ import torch
 from gcis.catalogue import Task, load_catalogue
 from gcis.checkpoint import Checkpoint, load_weights
 from gcis.data.geometry import Preprocessing, check_ct, from_model_grid, to_model_grid
+from gcis.inference.postprocessing import keep_largest_components
 from gcis.inference.sliding_window import DEFAULT_WINDOW_BATCH, predict_label_map
 from gcis.prompts import DEFAULT_TEXT_ENCODER, PromptResolver, TextEncoder
 
@@ -38,7 +39,11 @@ class SegmentationResult:
 
 
 class Segmenter:
-    """Run a gCIS checkpoint on CT volumes (sitk.Image) for a list of catalogue tasks."""
+    """Run a gCIS checkpoint on CT volumes (sitk.Image) for a list of catalogue tasks.
+
+    With `largest_component` (the default), each one-piece structure keeps only its
+    largest connected piece (see gcis/inference/postprocessing.py).
+    """
 
     def __init__(
         self,
@@ -47,12 +52,14 @@ class Segmenter:
         overlap: float = 0.25,
         batch_size: int = DEFAULT_WINDOW_BATCH,
         text_encoder: str = DEFAULT_TEXT_ENCODER,
+        largest_component: bool = True,
     ):
         self.checkpoint = checkpoint
         self.device = torch.device(device)
         self.model = checkpoint.model.to(self.device, memory_format=torch.channels_last_3d).eval()
         self.overlap = overlap
         self.batch_size = batch_size
+        self.largest_component = largest_component
         self.catalogue = load_catalogue()
         self.preprocessing = Preprocessing.from_dict(checkpoint.metadata.get("preprocessing", Preprocessing().to_dict()))
         self.resolver = PromptResolver(self.catalogue, encoder_factory=lambda: TextEncoder(text_encoder))
@@ -97,6 +104,8 @@ class Segmenter:
         timings["inference_s"] = time.perf_counter() - start
 
         start = time.perf_counter()
+        if self.largest_component:
+            keep_largest_components(labels, tasks)
         label_image = from_model_grid(labels, grid, image)
         present = np.unique(sitk.GetArrayViewFromImage(label_image))
         names = {task.id: task.name for task in tasks}
