@@ -51,7 +51,10 @@ def build_metadata(checkpoint: Checkpoint, changelog: dict[str, str], training_s
         "data_type": "nifti",
         "image_classes": "single-channel CT in Hounsfield units",
         "label_classes": "label map whose values are gCIS catalogue task ids; see channel_def",
-        "pred_classes": "label map whose values are gCIS catalogue task ids; see channel_def",
+        "pred_classes": (
+            "label map whose values are gCIS catalogue task ids; see channel_def. "
+            "Each one-piece structure (organ, gland, bone, muscle, larynx) keeps only its largest connected piece"
+        ),
         "intended_use": "Research only. Not for clinical use.",
         "network_data_format": {
             "inputs": {

@@ -71,8 +71,10 @@ rows = []
 for summary in sorted(out.glob("*/scores-summary.csv")):
     with summary.open() as handle:
         rows += list(csv.DictReader(handle))
+# Tubular organs add the clDice and topology columns, so take the union of all columns.
+columns = list(dict.fromkeys(column for row in rows for column in row))
 with (out / "baseline_scores-summary.csv").open("w", newline="") as handle:
-    writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(handle, fieldnames=columns)
     writer.writeheader()
     writer.writerows(sorted(rows, key=lambda row: row["task"]))
 print(f"wrote {out / 'baseline_scores-summary.csv'} ({len(rows)} organs)")

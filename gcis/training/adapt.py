@@ -85,7 +85,7 @@ def adapt_task(
         optimizer.step()
         if step % settings.log_every == 0 or step == settings.steps:
             elapsed = time.perf_counter() - start
-            logger.info("adapt %s step %d/%d loss %.4f, %.0f s", task, step, settings.steps, float(loss), elapsed)
+            logger.info("adapt %s step %d/%d loss %.4f, %.0f s", task, step, settings.steps, float(loss.detach()), elapsed)
 
     report["val_dice_after"] = _validate(model, val, task, device)
     report["minutes"] = round((time.perf_counter() - start) / 60, 2)
