@@ -5,6 +5,9 @@
 # weights (bundle/models/stage1_small.pt, preset "small"; see bundle/docs/training.md).
 # Rerunning continues from runs/shipped/last.pt (or from the committed copy in
 # bundle/models/resume/), so training can span several sessions.
+# NOTE: the shipped weights ran steps 1-720 with --epochs 9 and then resumed with
+# --epochs 13, so their learning rate rose again at step 721. A run from scratch follows
+# one 13-epoch cosine schedule instead.
 # Usage: bash bundle/scripts/train_shipped_weights.sh [DATA_DIR] [extra gcis train options...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,7 +31,7 @@ gcis train \
     -o runs/shipped \
     --preset medium \
     --init-encoder bundle/models/stage1_small.pt \
-    --epochs 9 \
+    --epochs 13 \
     --batch-size 2 \
     --max-tasks 3 \
     --learning-rate 1e-3 \

@@ -14,6 +14,7 @@ from gcis.checkpoint import load_checkpoint
 
 BUNDLE = Path(__file__).resolve().parents[1]
 CHANGELOG = {
+    "0.3.0": "stage 2 resumed to step 1040; one-piece structures keep only their largest connected piece",
     "0.2.0": "medium preset (16-channel full-resolution decoder) trained with batch Dice from the stage-1 Swin encoder",
     "0.1.0": "first bundle: small preset trained on OpenKBP train-pats and the TotalSegmentator example abdomen",
 }
