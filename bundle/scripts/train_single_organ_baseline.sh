@@ -56,7 +56,8 @@ for organ in "${organs[@]}"; do
     gcis datalist --images "$data/openkbp/validation-pats" --label-glob "*_oar_label.nii.gz" \
         --label-names "{\"${values[$organ]}\":\"${names[$organ]}\"}" \
         --validation-fraction 1 -o "$out/$organ/validation.json"
-    gcis evaluate --datalist "$out/$organ/validation.json" --weights "$out/$organ.pt" --overlap 0 \
+    # Scored without the largest-piece step, like the routed step-720 weights in bundle/docs/training.md.
+    gcis evaluate --datalist "$out/$organ/validation.json" --weights "$out/$organ.pt" --overlap 0 --all-components \
         -o "$out/$organ/scores.csv"
 done
 
