@@ -118,6 +118,20 @@ def test_training_gates_are_exactly_one(tiny_config):
     assert torch.equal(routes.gates, torch.ones_like(routes.gates))
 
 
+def test_small_ap_inputs_stay_float32():
+    from gcis.network.pathways import FULL_PRECISION_VOXELS, AutomaticPathwayModule
+
+    module = AutomaticPathwayModule(in_channels=8, out_channels=8, sub_pathways=2, prompt_dim=4)
+    small = torch.randn(1, 8, 2, 2, 2)
+    large = torch.randn(1, 8, 8, 8, 8)
+    assert small.shape[2:].numel() < FULL_PRECISION_VOXELS <= large.shape[2:].numel()
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert module.run_pathway(0, small).dtype == torch.float32
+        assert module.run_pathway(0, large).dtype == torch.bfloat16
+    assert module.run_pathway(0, large).dtype == torch.float32
+
+
 def test_balance_loss_range():
     uniform = torch.eye(6) * 10
     collapsed = torch.zeros(6, 6)

@@ -156,3 +156,46 @@ def test_adapt_leaves_full_model_unchanged(tmp_path, openkbp_items, tiny_checkpo
     assert report["val_dice_after"] is not None
     assert all(torch.equal(before[k], v) for k, v in checkpoint.model.state_dict().items())
     assert not any(p.requires_grad for p in model.encoder.parameters())
+
+
+def test_bf16_step_keeps_float32_weights(tmp_path, openkbp_items):
+    from gcis.training.trainer import GCISTrainer, TrainingSettings
+
+    datalist = write_datalist(tmp_path / "list.json", openkbp_items[:1], [])
+    settings = TrainingSettings(preset="tiny", epochs=1, steps_per_epoch=1, max_tasks_per_step=2, precision="bf16")
+    trainer = GCISTrainer(settings, load_datalist(datalist, "training"), [], tmp_path / "run")
+    trainer.build()
+
+    loss = trainer.train_step()
+
+    assert np.isfinite(loss)
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+
+
+def test_unknown_precision_rejected(tmp_path, openkbp_items):
+    from gcis.training.trainer import GCISTrainer, TrainingSettings
+
+    datalist = write_datalist(tmp_path / "list.json", openkbp_items[:1], [])
+    trainer = GCISTrainer(TrainingSettings(preset="tiny", precision="fp16"), load_datalist(datalist, "training"), [],
+                          tmp_path / "run")
+
+    with pytest.raises(ValueError, match="invalid precision 'fp16'.*fp32, bf16"):
+        trainer.build()
+
+
+def test_non_finite_gradient_step_skipped(tmp_path, openkbp_items):
+    from gcis.training.trainer import GCISTrainer, TrainingSettings
+
+    datalist = write_datalist(tmp_path / "list.json", openkbp_items[:1], [])
+    trainer = GCISTrainer(TrainingSettings(preset="tiny", epochs=1, steps_per_epoch=2, max_tasks_per_step=2),
+                          load_datalist(datalist, "training"), [], tmp_path / "run")
+    trainer.build()
+    before = {name: value.clone() for name, value in trainer.model.state_dict().items()}
+    weight = trainer.model.head.generator.weight
+    hook = weight.register_hook(lambda grad: torch.full_like(grad, float("nan")))
+
+    trainer.train_step()
+
+    hook.remove()
+    assert trainer.skipped_steps == 1
+    assert all(torch.equal(before[name], value) for name, value in trainer.model.state_dict().items())

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Train the shipped weights (bundle/models/model.pt) from the shared data, on CPU or GPU.
 #
-# Stage 2 of two: a network of preset "medium" whose Swin encoder starts from the stage-1
-# weights (bundle/models/stage1_small.pt, preset "small"; see bundle/docs/training.md).
-# Rerunning continues from runs/shipped/last.pt (or from the committed copy in
-# bundle/models/resume/), so training can span several sessions.
+# Stages 2 and 3 of three (see bundle/docs/training.md). Stage 2 trains a network of preset
+# "medium" whose Swin encoder starts from the stage-1 weights (bundle/models/stage1_small.pt,
+# preset "small"). Stage 3 fine-tunes all of stage 2's weights on a new learning-rate
+# schedule, in bfloat16. Rerunning continues each stage from its last.pt in runs/, or from
+# the committed copies in bundle/models/resume/, so training can span several sessions.
+# A finished stage returns at once.
 # NOTE: the shipped weights ran steps 1-720 with --epochs 9 and then resumed with
 # --epochs 13, so their learning rate rose again at step 721. A run from scratch follows
 # one 13-epoch cosine schedule instead.
@@ -26,6 +28,7 @@ if [ ! -f runs/shipped/last.pt ] && [ -f bundle/models/resume/last.pt ]; then
     cp bundle/models/resume/last.pt bundle/models/resume/history.json runs/shipped/
 fi
 
+# Stage 2.
 gcis train \
     --datalist runs/shipped_datalist.json \
     -o runs/shipped \
@@ -37,6 +40,27 @@ gcis train \
     --learning-rate 1e-3 \
     --validate-every 3 \
     --routing-noise-until 0 \
+    --resume \
+    "$@"
+
+# Stage 3.
+if [ ! -f runs/shipped_stage3/last.pt ] && [ -f bundle/models/resume/stage3/last.pt ]; then
+    mkdir -p runs/shipped_stage3
+    cp bundle/models/resume/stage3/last.pt bundle/models/resume/stage3/history.json runs/shipped_stage3/
+fi
+
+gcis train \
+    --datalist runs/shipped_datalist.json \
+    -o runs/shipped_stage3 \
+    --preset medium \
+    --init-weights runs/shipped/last.pt \
+    --epochs 24 \
+    --batch-size 2 \
+    --max-tasks 3 \
+    --learning-rate 5e-4 \
+    --validate-every 2 \
+    --routing-noise-until 0 \
+    --precision bf16 \
     --resume \
     --export bundle/models/model.pt \
     "$@"

@@ -6,9 +6,8 @@ import json
 import logging
 from pathlib import Path
 
-import torch
 
-from gcis.cli.weights import bundle_weights
+from gcis.cli.segmenter_options import add_segmenter_arguments, segmenter_settings, segmenter_weights
 from gcis.data.datalist import load_datalist
 from gcis.inference import Segmenter
 from gcis.metrics import summarise
@@ -21,15 +20,8 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="score segmentations of a datalist: Dice, HD95, clDice")
     parser.add_argument("--datalist", required=True, help="datalist JSON of images and reference label maps")
     parser.add_argument("--section", default="validation", help="datalist section to evaluate")
-    parser.add_argument("--bundle", help="bundle folder whose models/model.pt to use (default: ./bundle)")
-    parser.add_argument("--weights", help="checkpoint file (overrides --bundle)")
     parser.add_argument("--predictions", help="folder of existing results, <case_id>/labels.nii.gz, instead of running the model")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
-    parser.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap")
-    parser.add_argument(
-        "--all-components", action="store_true",
-        help="keep every connected piece of each label (by default one-piece structures keep only the largest)",
-    )
+    add_segmenter_arguments(parser)
     parser.add_argument("-o", "--output", help="CSV file of per-case scores; a '-summary' CSV is written beside it")
     parser.add_argument("--json", action="store_true", help="print the per-task summary as JSON")
     parser.set_defaults(run=run)
@@ -39,12 +31,7 @@ def run(args) -> int:
     cases = load_datalist(args.datalist, args.section)
     segmenter = None
     if not args.predictions:
-        segmenter = Segmenter.from_weights(
-            args.weights or bundle_weights(args.bundle),
-            device=args.device,
-            overlap=args.overlap,
-            largest_component=not args.all_components,
-        )
+        segmenter = Segmenter.from_weights(segmenter_weights(args), **segmenter_settings(args))
 
     rows = evaluate_datalist(cases, segmenter, args.predictions)
     summary = summarise(rows)

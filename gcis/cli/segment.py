@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
-from gcis.cli.weights import bundle_weights
+from gcis.cli.segmenter_options import add_segmenter_arguments, segmenter_settings, segmenter_weights
 from gcis.data.geometry import read_volume
 from gcis.inference import DEFAULT_WINDOW_BATCH, Segmenter
 from gcis.inference.outputs import write_result
@@ -24,17 +23,10 @@ def add_parser(subparsers) -> None:
     choice = parser.add_mutually_exclusive_group()
     choice.add_argument("--task", action="append", help="task name, synonym or free text; repeat for several")
     choice.add_argument("--all", action="store_true", help="all tasks the weights were trained on (the default)")
-    parser.add_argument("--bundle", help="bundle folder whose models/model.pt to use (default: ./bundle)")
-    parser.add_argument("--weights", help="checkpoint file (overrides --bundle)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
-    parser.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap, 0 to 0.9")
+    add_segmenter_arguments(parser)
     parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_WINDOW_BATCH,
         help=f"windows per network call (default: {DEFAULT_WINDOW_BATCH})",
-    )
-    parser.add_argument(
-        "--all-components", action="store_true",
-        help="keep every connected piece of each label (by default one-piece structures keep only the largest)",
     )
     parser.add_argument("--masks", action="store_true", help="also write one binary mask per task found")
     parser.add_argument("--allow-untrained", action="store_true", help="segment catalogue tasks the weights were not trained on")
@@ -43,10 +35,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    weights = args.weights or bundle_weights(args.bundle)
     segmenter = Segmenter.from_weights(
-        weights, device=args.device, overlap=args.overlap, batch_size=args.batch_size, text_encoder=args.text_encoder,
-        largest_component=not args.all_components,
+        segmenter_weights(args), batch_size=args.batch_size, text_encoder=args.text_encoder, **segmenter_settings(args)
     )
     # Resolve the tasks before reading the image, so a wrong name fails before any compute.
     tasks = segmenter.resolve_tasks(args.task, allow_untrained=args.allow_untrained)

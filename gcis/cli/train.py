@@ -11,7 +11,7 @@ import torch
 
 from gcis.data.datalist import load_datalist
 from gcis.network import preset_names
-from gcis.training.trainer import BEST, GCISTrainer, TrainingSettings
+from gcis.training.trainer import BEST, PRECISIONS, GCISTrainer, TrainingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,12 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--sub-pathways", type=int, help="override the preset's sub-pathways per AP module (1: no routing)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="bf16: run the forward passes in bfloat16 autocast (about twice as fast on an Intel Xeon of the Sapphire Rapids generation)",
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--roi-size", type=int, nargs=3, help="override the preset's crop size (z y x voxels)")
     parser.add_argument(
@@ -70,6 +76,7 @@ def run(args) -> int:
         routing_noise_until=args.routing_noise_until,
         seed=args.seed,
         device=args.device,
+        precision=args.precision,
         init_weights=args.init_weights,
         init_encoder=args.init_encoder,
         preset_overrides=overrides,

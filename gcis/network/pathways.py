@@ -13,6 +13,12 @@ from gcis.network.routing import Router
 NORM_GROUPS = 4
 NORM = ("group", {"num_groups": NORM_GROUPS})
 
+# Under autocast, AP modules whose input has fewer voxels than this run in float32.
+# NOTE: with bfloat16 autocast on CPU, the weight gradient of the first AP module's
+# convolution (2^3 voxels for 64^3 crops) was non-finite in about 1 step in 8. These
+# modules cost almost nothing, so they keep full precision.
+FULL_PRECISION_VOXELS = 8**3
+
 
 def residual_pathway(in_channels: int, out_channels: int, blocks: int) -> nn.Sequential:
     """Build one sub-pathway: `blocks` 3x3x3 residual blocks, the first one changing the width."""
@@ -35,4 +41,8 @@ class AutomaticPathwayModule(nn.Module):
         )
 
     def run_pathway(self, index: int, features: torch.Tensor) -> torch.Tensor:
+        device = features.device.type
+        if torch.is_autocast_enabled(device) and features.shape[2:].numel() < FULL_PRECISION_VOXELS:
+            with torch.autocast(device, enabled=False):
+                return self.pathways[index](features.float())
         return self.pathways[index](features)
