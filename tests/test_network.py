@@ -132,6 +132,16 @@ def test_small_ap_inputs_stay_float32():
     assert module.run_pathway(0, large).dtype == torch.float32
 
 
+def test_routing_logits_float32_under_bf16_autocast(tiny_net):
+    prompts = random_prompts(3)
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = tiny_net.routing_logits(prompts)
+
+    assert logits.dtype == torch.float32
+    assert torch.equal(logits, tiny_net.routing_logits(prompts))
+
+
 def test_balance_loss_range():
     uniform = torch.eye(6) * 10
     collapsed = torch.zeros(6, 6)

@@ -137,8 +137,14 @@ class GCISNet(nn.Module):
     # Routing
 
     def routing_logits(self, prompts: torch.Tensor) -> torch.Tensor:
-        """Return router logits (T, modules, M) for prompt embeddings (T, prompt_dim)."""
-        return torch.stack([ap.router(prompts) for ap in self.ap_modules], dim=1)
+        """Return router logits (T, modules, M) for prompt embeddings (T, prompt_dim), always in float32.
+
+        The margins between the best two sub-pathways can be below 0.01, finer than bfloat16
+        resolves. Under bfloat16 autocast a route could then differ from the float32 route.
+        """
+        with torch.autocast(prompts.device.type, enabled=False):
+            prompts = prompts.float()
+            return torch.stack([ap.router(prompts) for ap in self.ap_modules], dim=1)
 
     def route(self, prompts: torch.Tensor) -> Routes:
         """Choose the sub-pathways of each prompt: sampled in training mode, highest score otherwise."""
