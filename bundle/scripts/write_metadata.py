@@ -14,6 +14,7 @@ from gcis.checkpoint import load_checkpoint
 
 BUNDLE = Path(__file__).resolve().parents[1]
 CHANGELOG = {
+    "0.4.0": "stage 3: all of stage 2's weights fine-tuned for 1,920 more steps in bfloat16 on a new learning-rate schedule",
     "0.3.0": "stage 2 resumed to step 1040; one-piece structures keep only their largest connected piece",
     "0.2.0": "medium preset (16-channel full-resolution decoder) trained with batch Dice from the stage-1 Swin encoder",
     "0.1.0": "first bundle: small preset trained on OpenKBP train-pats and the TotalSegmentator example abdomen",
@@ -28,7 +29,10 @@ def main() -> None:
 
     checkpoint, _ = load_checkpoint(args.weights)
     training = checkpoint.metadata.get("training", {})
-    summary = f"Trained for {training.get('steps', 0)} steps with the {checkpoint.metadata.get('preset', '?')} preset."
+    summary = (
+        f"Trained with the {checkpoint.metadata.get('preset', '?')} preset; the last stage ran "
+        f"{training.get('steps', 0)} steps (all stages: docs/training.md)."
+    )
     metadata = build_metadata(checkpoint, CHANGELOG, summary)
     write_metadata(args.output, metadata)
     print(f"wrote {args.output}: {len(metadata['network_data_format']['outputs']['pred']['channel_def']) - 1} labels")
