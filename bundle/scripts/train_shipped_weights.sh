@@ -23,44 +23,42 @@ export GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}"
 python bundle/scripts/make_training_datalist.py --data "$data" -o runs/shipped_datalist.json
 
 # A fresh clone continues from the committed training state instead of starting over.
-if [ ! -f runs/shipped/last.pt ] && [ -f bundle/models/resume/last.pt ]; then
-    mkdir -p runs/shipped
-    cp bundle/models/resume/last.pt bundle/models/resume/history.json runs/shipped/
-fi
+restore_committed_state() {
+    local run="$1" committed="$2"
+    if [ ! -f "$run/last.pt" ] && [ -f "$committed/last.pt" ]; then
+        mkdir -p "$run"
+        cp "$committed/last.pt" "$committed/history.json" "$run/"
+    fi
+}
+
+# Settings that both stages share.
+common=(
+    --datalist runs/shipped_datalist.json
+    --preset medium
+    --batch-size 2
+    --max-tasks 3
+    --routing-noise-until 0
+    --resume
+)
 
 # Stage 2.
-gcis train \
-    --datalist runs/shipped_datalist.json \
+restore_committed_state runs/shipped bundle/models/resume
+gcis train "${common[@]}" \
     -o runs/shipped \
-    --preset medium \
     --init-encoder bundle/models/stage1_small.pt \
     --epochs 13 \
-    --batch-size 2 \
-    --max-tasks 3 \
     --learning-rate 1e-3 \
     --validate-every 3 \
-    --routing-noise-until 0 \
-    --resume \
     "$@"
 
 # Stage 3.
-if [ ! -f runs/shipped_stage3/last.pt ] && [ -f bundle/models/resume/stage3/last.pt ]; then
-    mkdir -p runs/shipped_stage3
-    cp bundle/models/resume/stage3/last.pt bundle/models/resume/stage3/history.json runs/shipped_stage3/
-fi
-
-gcis train \
-    --datalist runs/shipped_datalist.json \
+restore_committed_state runs/shipped_stage3 bundle/models/resume/stage3
+gcis train "${common[@]}" \
     -o runs/shipped_stage3 \
-    --preset medium \
     --init-weights runs/shipped/last.pt \
     --epochs 24 \
-    --batch-size 2 \
-    --max-tasks 3 \
     --learning-rate 5e-4 \
     --validate-every 2 \
-    --routing-noise-until 0 \
     --precision bf16 \
-    --resume \
     --export bundle/models/model.pt \
     "$@"

@@ -6,7 +6,6 @@ import json
 import logging
 from pathlib import Path
 
-
 from gcis.cli.segmenter_options import add_segmenter_arguments, segmenter_settings, segmenter_weights
 from gcis.data.datalist import load_datalist
 from gcis.inference import Segmenter

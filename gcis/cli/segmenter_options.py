@@ -1,4 +1,4 @@
-"""Options of the sub-commands that run the Segmenter (`gcis segment`, `gcis evaluate`): weights, device, window overlap, pieces."""
+"""Command-line options shared by `gcis segment` and `gcis evaluate`, the sub-commands that run the Segmenter."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from gcis.cli.weights import bundle_weights
 
 
 def add_segmenter_arguments(parser) -> None:
+    """Add the weights, device, window overlap and connected-piece options to `parser`."""
     parser.add_argument("--bundle", help="bundle folder whose models/model.pt to use (default: ./bundle)")
     parser.add_argument("--weights", help="checkpoint file (overrides --bundle)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")

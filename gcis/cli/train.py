@@ -38,7 +38,7 @@ def add_parser(subparsers) -> None:
         "--precision",
         default="fp32",
         choices=PRECISIONS,
-        help="bf16: run the forward passes in bfloat16 autocast (about twice as fast on an Intel Xeon of the Sapphire Rapids generation)",
+        help="bf16: run the forward passes in bfloat16 autocast, faster on CPUs with bfloat16 units such as Intel Sapphire Rapids",
     )
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--roi-size", type=int, nargs=3, help="override the preset's crop size (z y x voxels)")
