@@ -117,6 +117,29 @@ def test_trainer_resumes_from_last(tmp_path, openkbp_items):
     assert [record["epoch"] for record in history] == [1, 2]
 
 
+def test_finished_run_returns_without_reading_cases(tmp_path, openkbp_items, monkeypatch):
+    from gcis.training import trainer as trainer_module
+    from gcis.training.trainer import GCISTrainer, TrainingSettings
+
+    datalist = write_datalist(tmp_path / "list.json", openkbp_items[:1], openkbp_items[1:2])
+    train, val = load_datalist(datalist, "training"), load_datalist(datalist, "validation")
+    settings = dict(preset="tiny", epochs=1, steps_per_epoch=1, max_tasks_per_step=2)
+    GCISTrainer(TrainingSettings(**settings), train, val, tmp_path / "run").run()
+    best = (tmp_path / "run" / "best.pt").read_bytes()
+    history = (tmp_path / "run" / "history.json").read_text()
+
+    def no_reading(case, preprocessing):
+        raise AssertionError(f"case {case.image} was read by a finished run")
+
+    monkeypatch.setattr(trainer_module, "cache_case", no_reading)
+    rerun = GCISTrainer(TrainingSettings(**settings), train, val, tmp_path / "run", resume=True)
+    rerun.run()
+
+    assert rerun.finished and rerun.step == 1
+    assert (tmp_path / "run" / "best.pt").read_bytes() == best
+    assert (tmp_path / "run" / "history.json").read_text() == history
+
+
 def test_copy_encoder_into_wider_decoder(tiny_checkpoint_file):
     from gcis.checkpoint import load_checkpoint, new_checkpoint
     from gcis.training.trainer import copy_encoder
@@ -199,3 +222,34 @@ def test_non_finite_gradient_step_skipped(tmp_path, openkbp_items):
     hook.remove()
     assert trainer.skipped_steps == 1
     assert all(torch.equal(before[name], value) for name, value in trainer.model.state_dict().items())
+
+
+def test_frozen_routes_keep_router_weights(tmp_path, openkbp_items):
+    from gcis.training.trainer import GCISTrainer, TrainingSettings
+
+    datalist = write_datalist(tmp_path / "list.json", openkbp_items[:1], [])
+    settings = TrainingSettings(preset="tiny", epochs=1, steps_per_epoch=2, max_tasks_per_step=2,
+                                routing_noise_until=0.0, freeze_routes=True)
+    trainer = GCISTrainer(settings, load_datalist(datalist, "training"), [], tmp_path / "run")
+    trainer.build()
+    before = {name: value.clone() for name, value in trainer.model.state_dict().items()}
+
+    trainer.train_step()
+    trainer.train_step()
+
+    after = trainer.model.state_dict()
+    routers = [name for name in before if ".router." in name]
+    assert routers
+    assert all(torch.equal(before[name], after[name]) for name in routers)
+    assert any(not torch.equal(before[name], after[name]) for name in before if name not in routers)
+
+
+def test_frozen_routes_reject_routing_noise(tmp_path, openkbp_items):
+    from gcis.training.trainer import GCISTrainer, TrainingSettings
+
+    datalist = write_datalist(tmp_path / "list.json", openkbp_items[:1], [])
+    settings = TrainingSettings(preset="tiny", routing_noise_until=0.5, freeze_routes=True)
+    trainer = GCISTrainer(settings, load_datalist(datalist, "training"), [], tmp_path / "run")
+
+    with pytest.raises(ValueError, match="routing-noise-until 0"):
+        trainer.build()

@@ -48,6 +48,11 @@ def add_parser(subparsers) -> None:
         default=0.5,
         help="fraction of the steps over which the Gumbel routing noise decays from 1 to 0 (0: no noise)",
     )
+    parser.add_argument(
+        "--freeze-routes",
+        action="store_true",
+        help="keep the routers fixed so that each task keeps its current sub-pathways (needs --routing-noise-until 0)",
+    )
     parser.add_argument("--validate-every", type=int, default=1, help="epochs between validations")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--export", help="copy the best checkpoint to this file when training ends")
@@ -74,6 +79,7 @@ def run(args) -> int:
         max_minutes=args.max_minutes,
         validate_every=args.validate_every,
         routing_noise_until=args.routing_noise_until,
+        freeze_routes=args.freeze_routes,
         seed=args.seed,
         device=args.device,
         precision=args.precision,
