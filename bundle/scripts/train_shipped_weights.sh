@@ -36,7 +36,7 @@ restore_committed_state() {
     fi
 }
 
-# Settings that both stages share.
+# Settings that all three stages share.
 common=(
     --datalist runs/shipped_datalist.json
     --preset medium
