@@ -14,6 +14,7 @@ from gcis.checkpoint import load_checkpoint
 
 BUNDLE = Path(__file__).resolve().parents[1]
 CHANGELOG = {
+    "0.6.0": "stage 5: stage 4's best weights trained for 2,080 more steps in bfloat16, routes still frozen",
     "0.5.0": "stage 4: stage 3's best weights fine-tuned for 720 more steps with the routers frozen, so no task changes route",
     "0.4.0": "stage 3: all of stage 2's weights fine-tuned for 1,920 more steps in bfloat16 on a new learning-rate schedule",
     "0.3.0": "stage 2 resumed to step 1040; one-piece structures keep only their largest connected piece",
