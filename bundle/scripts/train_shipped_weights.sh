@@ -10,8 +10,8 @@
 # continues each stage from its last.pt in runs/, or from the committed copies in
 # bundle/models/resume/, so training can span several sessions. A finished stage returns
 # at once.
-# NOTE: the shipped weights ran steps 1-720 with --epochs 9 and then resumed with
-# --epochs 13, so their learning rate rose again at step 721. A run from scratch follows
+# NOTE: stage 2 ran steps 1-720 with --epochs 9 and then resumed with
+# --epochs 13, so its learning rate rose again at step 721. A run from scratch follows
 # one 13-epoch cosine schedule instead.
 # Usage: bash bundle/scripts/train_shipped_weights.sh [DATA_DIR] [extra gcis train options...]
 set -euo pipefail
@@ -70,7 +70,7 @@ gcis train "${common[@]}" \
     "$@"
 
 # Stage 4. It ran in float32 because its machine, an AMD EPYC (Zen 3), has no bfloat16 instructions.
-# It was stopped by hand at step 720 of a 10-epoch schedule; --epochs 9 closes it there.
+# It was stopped by hand at step 720 of a 10-epoch schedule, so --epochs 9 marks it finished there.
 restore_committed_state runs/shipped_stage4 bundle/models/resume/stage4
 gcis train "${common[@]}" \
     -o runs/shipped_stage4 \
