@@ -15,24 +15,20 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from gcis.inference import Segmenter
+from gcis.inference.postprocessing import connected_pieces
 from gcis.metrics import dice_score
 
 logger = logging.getLogger("compare_piece_filters")
 
-FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
-
 
 def filtered_masks(prediction: np.ndarray, min_fraction: float) -> dict[str, np.ndarray]:
     """Return the prediction with all pieces, with its largest piece, and with pieces of at least min_fraction of it."""
-    pieces, count = ndimage.label(prediction, structure=FULL_CONNECTIVITY)
-    if count == 0:
+    pieces, sizes = connected_pieces(prediction)
+    if len(sizes) == 1:
         return {"all": prediction, "largest": prediction, "large": prediction}
 
-    sizes = np.bincount(pieces.ravel())
-    sizes[0] = 0
     large_ids = np.flatnonzero(sizes >= min_fraction * sizes.max())
     return {
         "all": prediction,

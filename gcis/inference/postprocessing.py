@@ -21,18 +21,25 @@ logger = logging.getLogger(__name__)
 _FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 
 
+def connected_pieces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the 26-connected pieces of a binary mask: each voxel's piece id, and each id's voxel count (0 for id 0)."""
+    pieces, _ = ndimage.label(mask, structure=_FULL_CONNECTIVITY)
+    sizes = np.bincount(pieces.ravel())
+    sizes[0] = 0
+    return pieces, sizes
+
+
 def keep_largest_components(labels: np.ndarray, tasks: list[Task]) -> np.ndarray:
     """Set to 0 every voxel of a one-piece task outside that task's largest connected piece; edit in place."""
     for task in tasks:
         if not task.single_component:
             continue
         mask = labels == task.id
-        pieces, count = ndimage.label(mask, structure=_FULL_CONNECTIVITY)
+        pieces, sizes = connected_pieces(mask)
+        count = len(sizes) - 1
         if count <= 1:
             continue
 
-        sizes = np.bincount(pieces.ravel())
-        sizes[0] = 0
         largest = int(np.argmax(sizes))
         removed = mask & (pieces != largest)
         labels[removed] = 0
