@@ -92,6 +92,34 @@ def test_crop_sampler_pads_small_case():
     assert label.sum() == 10 * 20 * 20
 
 
+def test_crop_sampler_task_weights_favour_a_task():
+    label = np.zeros((40, 40, 40), np.int16)
+    label[2:6, 2:6, 2:6] = 1
+    label[30:34, 30:34, 30:34] = 2
+    case = CachedCase("c", np.zeros_like(label, np.float32), label, {1: "larynx", 2: "mandible"}, ["larynx", "mandible"])
+    sampler = CropSampler((16, 16, 16), foreground_fraction=1.0, seed=0, task_weights={"larynx": 9.0})
+    tasks = [sampler.draw(case)[2] for _ in range(400)]
+    assert 0.8 < tasks.count("larynx") / len(tasks) < 0.97
+
+    image, crop_label, task = sampler.draw(case)
+    assert (crop_label == case.task_value(task)).any()
+
+
+def test_crop_sampler_reports_no_task_for_uniform_crops():
+    case = CachedCase("c", np.zeros((8, 8, 8), np.float32), np.ones((8, 8, 8), np.int16), {1: "liver"}, ["liver"])
+    assert CropSampler((8, 8, 8), foreground_fraction=0.0, seed=0).draw(case)[2] is None
+
+
+def test_parse_task_weights_names_the_bad_item():
+    from gcis.cli.train import parse_task_weights
+
+    assert parse_task_weights(["esophagus=2", "larynx = 1.5"]) == {"esophagus": 2.0, "larynx": 1.5}
+    with pytest.raises(SystemExit, match="'esophagus'"):
+        parse_task_weights(["esophagus"])
+    with pytest.raises(SystemExit, match="'larynx=-1'"):
+        parse_task_weights(["larynx=-1"])
+
+
 def write_datalist(path, items_train, items_val):
     path.write_text(json.dumps({"training": items_train, "validation": items_val}))
     return path
@@ -115,6 +143,25 @@ def test_trainer_resumes_from_last(tmp_path, openkbp_items):
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert resumed.step == 2
     assert [record["epoch"] for record in history] == [1, 2]
+
+
+def test_centre_task_decoded_first(tmp_path, openkbp_items):
+    from gcis.training.trainer import GCISTrainer, TrainingSettings
+
+    datalist = write_datalist(tmp_path / "list.json", openkbp_items[:1], [])
+    train = load_datalist(datalist, "training")
+    settings = TrainingSettings(
+        preset="tiny", batch_size=1, max_tasks_per_step=1, foreground_fraction=1.0,
+        task_weights={"esophagus": 1000.0}, centre_task_first=True,
+    )
+    trainer = GCISTrainer(settings, train, [], tmp_path / "run")
+    trainer.build()
+    decoded = [trainer.sample_batch()[3] for _ in range(5)]
+    assert decoded == [["esophagus"]] * 5
+
+    settings.task_weights = {"appendix": 2.0}
+    with pytest.raises(ValueError, match="appendix"):
+        GCISTrainer(settings, train, [], tmp_path / "other").build()
 
 
 def test_finished_run_returns_without_reading_cases(tmp_path, openkbp_items, monkeypatch):

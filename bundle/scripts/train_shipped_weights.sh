@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Train the shipped weights (bundle/models/model.pt) from the shared data, on CPU or GPU.
 #
-# Stages 2 to 5 of five (see bundle/docs/training.md). Stage 2 trains a network of preset
+# Stages 2 to 6 of six (see bundle/docs/training.md). Stage 2 trains a network of preset
 # "medium" whose Swin encoder starts from the stage-1 weights (bundle/models/stage1_small.pt,
 # preset "small"). Stage 3 fine-tunes all of stage 2's weights on a new learning-rate
 # schedule, in bfloat16. Stage 4 fine-tunes stage 3's best weights with the routers frozen,
 # so that no task leaves the sub-pathways it was trained on. Stage 5 trains stage 4's best
-# weights further, routes still frozen, on a longer schedule in bfloat16. Rerunning
+# weights further, routes still frozen, on a longer schedule in bfloat16. Stage 6 trains stage 5's
+# best weights with more crops on the esophagus and the larynx, the two weakest organs. Rerunning
 # continues each stage from its last.pt in runs/, or from the committed copies in
 # bundle/models/resume/, so training can span several sessions. A finished stage returns
 # at once.
@@ -38,7 +39,7 @@ restore_committed_state() {
     fi
 }
 
-# Settings that all four stages share.
+# Settings that all stages share.
 common=(
     --datalist runs/shipped_datalist.json
     --preset medium
@@ -91,5 +92,21 @@ gcis train "${common[@]}" \
     --validate-every 2 \
     --precision bf16 \
     --freeze-routes \
+    "$@"
+
+# Stage 6. Organ-centred crops centre twice as often on the two weakest organs, and each crop
+# always trains the organ it is centred on.
+restore_committed_state runs/shipped_stage6 bundle/models/resume/stage6
+gcis train "${common[@]}" \
+    -o runs/shipped_stage6 \
+    --init-weights runs/shipped_stage5/best.pt \
+    --epochs 24 \
+    --learning-rate 2e-4 \
+    --validate-every 2 \
+    --precision bf16 \
+    --freeze-routes \
+    --task-weight esophagus=2 \
+    --task-weight larynx=2 \
+    --centre-task-first \
     --export bundle/models/model.pt \
     "$@"

@@ -53,10 +53,37 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="keep the routers fixed so that each task keeps its current sub-pathways (needs --routing-noise-until 0)",
     )
+    parser.add_argument(
+        "--task-weight",
+        action="append",
+        default=[],
+        metavar="TASK=WEIGHT",
+        help="make organ-centred crops centre on TASK WEIGHT times as often as on other tasks (repeatable)",
+    )
+    parser.add_argument(
+        "--centre-task-first",
+        action="store_true",
+        help="always decode the task each crop is centred on, before the other tasks in the crops",
+    )
     parser.add_argument("--validate-every", type=int, default=1, help="epochs between validations")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--export", help="copy the best checkpoint to this file when training ends")
     parser.set_defaults(run=run)
+
+
+def parse_task_weights(values: list[str]) -> dict[str, float]:
+    """Parse ["esophagus=2", ...] into {"esophagus": 2.0, ...}. The error for a malformed item quotes that item."""
+    weights = {}
+    for item in values:
+        name, separator, weight = item.rpartition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = -1.0
+        if not separator or not name.strip() or value <= 0:
+            raise SystemExit(f"--task-weight {item!r}: expected TASK=WEIGHT with a positive number, e.g. esophagus=2")
+        weights[name.strip()] = value
+    return weights
 
 
 def run(args) -> int:
@@ -80,6 +107,8 @@ def run(args) -> int:
         validate_every=args.validate_every,
         routing_noise_until=args.routing_noise_until,
         freeze_routes=args.freeze_routes,
+        task_weights=parse_task_weights(args.task_weight),
+        centre_task_first=args.centre_task_first,
         seed=args.seed,
         device=args.device,
         precision=args.precision,

@@ -50,19 +50,42 @@ class CropSampler:
     structure-centred crops make sure that small structures appear often.
     """
 
-    def __init__(self, roi_size: tuple[int, int, int], foreground_fraction: float = 2 / 3, seed: int = 0):
+    def __init__(
+        self,
+        roi_size: tuple[int, int, int],
+        foreground_fraction: float = 2 / 3,
+        seed: int = 0,
+        task_weights: dict[str, float] | None = None,
+    ):
         self.roi_size = tuple(roi_size)
         self.foreground_fraction = foreground_fraction
+        self.task_weights = dict(task_weights or {})
         self.rng = np.random.default_rng(seed)
 
     def sample(self, case: CachedCase) -> tuple[np.ndarray, np.ndarray]:
         """Return (image crop, label crop), each of roi_size, padded with air / 0 where the case is smaller."""
+        image, label, _ = self.draw(case)
+        return image, label
+
+    def draw(self, case: CachedCase) -> tuple[np.ndarray, np.ndarray, str | None]:
+        """Return (image crop, label crop, task the crop is centred on, or None for a uniform crop).
+
+        An organ-centred crop picks its task among the case's annotated tasks with a chance
+        proportional to its task weight (1 unless set).
+        """
         centre = None
+        task = None
         if case.annotated and self.rng.random() < self.foreground_fraction:
-            task = case.annotated[self.rng.integers(len(case.annotated))]
+            if self.task_weights:
+                weights = np.array([self.task_weights.get(t, 1.0) for t in case.annotated], dtype=float)
+                task = case.annotated[self.rng.choice(len(case.annotated), p=weights / weights.sum())]
+            else:
+                task = case.annotated[self.rng.integers(len(case.annotated))]
             voxels = np.argwhere(case.label == case.task_value(task))
             if len(voxels):
                 centre = voxels[self.rng.integers(len(voxels))]
+            else:
+                task = None
         if centre is None:
             centre = np.array([self.rng.integers(s) for s in case.image.shape])
 
@@ -77,7 +100,7 @@ class CropSampler:
             target.append(slice(offset, offset + length))
         image[tuple(target)] = case.image[tuple(source)]
         label[tuple(target)] = case.label[tuple(source)]
-        return self.augment(image), label
+        return self.augment(image), label, task
 
     def augment(self, image: np.ndarray) -> np.ndarray:
         """Random intensity scale and shift. No flips: they would swap left and right structures."""

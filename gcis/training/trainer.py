@@ -44,6 +44,8 @@ class TrainingSettings:
     warmup_fraction: float = 0.02
     max_tasks_per_step: int = 8
     foreground_fraction: float = 2 / 3
+    task_weights: dict[str, float] = field(default_factory=dict)
+    centre_task_first: bool = False
     balance_weight: float = 0.01
     routing_noise_until: float = 0.5
     freeze_routes: bool = False
@@ -189,8 +191,17 @@ class GCISTrainer:
             self.model.parameters(), lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._learning_rate_factor)
+        unknown = sorted(set(self.settings.task_weights) - set(self.trained_tasks))
+        if unknown:
+            raise ValueError(
+                f"invalid task weight for {', '.join(unknown)}: no training case annotates it. "
+                f"Use one of: {', '.join(self.trained_tasks)}"
+            )
         self.sampler = CropSampler(
-            self.model.config.roi_size, self.settings.foreground_fraction, self.settings.seed + 100 * self.rank
+            self.model.config.roi_size,
+            self.settings.foreground_fraction,
+            self.settings.seed + 100 * self.rank,
+            task_weights=self.settings.task_weights,
         )
         self.rng = np.random.default_rng(self.settings.seed + 1 + 100 * self.rank)
         self.step = 0
@@ -314,7 +325,8 @@ class GCISTrainer:
         weights = np.array([case.weight for case in self.train_data], dtype=float)
         chosen = self.rng.choice(len(self.train_data), size=self.settings.batch_size, p=weights / weights.sum())
         cases = [self.train_data[i] for i in chosen]
-        crops = [self.sampler.sample(case) for case in cases]
+        draws = [self.sampler.draw(case) for case in cases]
+        crops = [(image, label) for image, label, _ in draws]
 
         tasks_in_crops = []
         other_tasks = []
@@ -327,6 +339,10 @@ class GCISTrainer:
         other_tasks = [t for t in other_tasks if t not in tasks_in_crops]
         self.rng.shuffle(tasks_in_crops)
         self.rng.shuffle(other_tasks)
+        if self.settings.centre_task_first:
+            # A crop centred on a task always trains that task, even when the crops hold more tasks than max_tasks.
+            centre_tasks = list(dict.fromkeys(task for _, _, task in draws if task is not None))
+            tasks_in_crops = centre_tasks + [t for t in tasks_in_crops if t not in centre_tasks]
         tasks = (tasks_in_crops + other_tasks)[: self.settings.max_tasks_per_step]
         if not tasks:
             tasks = [self.trained_tasks[self.rng.integers(len(self.trained_tasks))]]
