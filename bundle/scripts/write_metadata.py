@@ -14,6 +14,7 @@ from gcis.checkpoint import load_checkpoint
 
 BUNDLE = Path(__file__).resolve().parents[1]
 CHANGELOG = {
+    "0.7.0": "stage 6: stage 5's best weights trained for 1,280 more steps, with more crops on the esophagus and larynx",
     "0.6.0": "stage 5: stage 4's best weights trained for 2,080 more steps in bfloat16, routes still frozen",
     "0.5.0": "stage 4: stage 3's best weights fine-tuned for 720 more steps with the routers frozen, so no task changes route",
     "0.4.0": "stage 3: all of stage 2's weights fine-tuned for 1,920 more steps in bfloat16 on a new learning-rate schedule",
