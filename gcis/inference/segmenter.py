@@ -53,6 +53,7 @@ class Segmenter:
         batch_size: int = DEFAULT_WINDOW_BATCH,
         text_encoder: str = DEFAULT_TEXT_ENCODER,
         largest_component: bool = True,
+        blend: str = "central",
     ):
         self.checkpoint = checkpoint
         self.device = torch.device(device)
@@ -60,6 +61,7 @@ class Segmenter:
         self.overlap = overlap
         self.batch_size = batch_size
         self.largest_component = largest_component
+        self.blend = blend
         self.catalogue = load_catalogue()
         self.preprocessing = Preprocessing.from_dict(checkpoint.metadata.get("preprocessing", Preprocessing().to_dict()))
         self.resolver = PromptResolver(self.catalogue, encoder_factory=lambda: TextEncoder(text_encoder))
@@ -130,4 +132,5 @@ class Segmenter:
             batch_size=self.batch_size,
             device=self.device,
             progress=progress,
+            blend=self.blend,
         )

@@ -1,12 +1,13 @@
-"""Multi-task sliding-window inference that keeps one label map, whatever the number of tasks.
+"""Multi-task sliding-window inference into one label map.
 
-Each voxel takes its prediction from the window in which it lies most centrally
-(the largest value of a separable triangular weight), so window edges, where the
-network has the least context, never decide a voxel that a more central window
-covers. Per voxel only the best weight so far and the label are stored: memory is
-two volumes plus one window batch's logits, independent of the number of tasks.
-Within a window the label is the task of highest probability above the
-threshold, or 0.
+Two ways to merge overlapping windows, both built on a separable triangular weight
+that is largest at a window's centre, where the network has the most context:
+- "central" (the default): each voxel takes the label of the window in which it lies
+  most centrally. Per voxel only the best weight so far and the label are stored, so
+  memory is two volumes plus one window batch's logits, whatever the number of tasks.
+- "weighted": each task's probability is averaged over the windows that cover a
+  voxel, weighted by that triangular weight. Memory grows by one volume per task.
+Either way the label is the task of highest probability above the threshold, or 0.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 # 2-core x86-64 CPU one task then took 2.4 times as long per window as with two windows
 # (benchmarks/window_costs.py).
 DEFAULT_WINDOW_BATCH = 2
+
+BLEND_MODES = ("central", "weighted")
 
 
 def window_starts(size: int, roi: int, overlap: float) -> list[int]:
@@ -57,13 +60,16 @@ def predict_label_map(
     threshold: float = 0.5,
     device: str | torch.device = "cpu",
     progress=None,
+    blend: str = "central",
 ) -> np.ndarray:
     """Segment a normalised volume (D, H, W) into a label map of `label_ids`.
 
     `predictor(windows)` maps a batch (B, 1, *roi_size) to logits (B, T, *roi_size)
     with T == len(label_ids). `progress`, if given, is called with (done, total)
-    after each batch of windows.
+    after each batch of windows. `blend` is one of BLEND_MODES (see the module doc).
     """
+    if blend not in BLEND_MODES:
+        raise ValueError(f"invalid blend mode {blend!r}. Use one of {', '.join(BLEND_MODES)}")
     volume = torch.as_tensor(volume, dtype=torch.float32)
     original_shape = tuple(volume.shape)
     padding = []
@@ -76,6 +82,10 @@ def predict_label_map(
     best_weight = torch.zeros(shape, dtype=torch.float32)
     weight = centrality_weight(roi_size)
     ids = torch.tensor([0] + list(label_ids), dtype=torch.int32)
+    weighted_sum = weight_sum = None
+    if blend == "weighted":
+        weighted_sum = torch.zeros((len(label_ids), *shape), dtype=torch.float32)
+        weight_sum = torch.zeros(shape, dtype=torch.float32)
 
     starts = list(itertools.product(*(window_starts(s, r, overlap) for s, r in zip(shape, roi_size))))
     total = len(starts)
@@ -86,16 +96,26 @@ def predict_label_map(
         )
         logits = predictor(windows[:, None].to(device)).float().cpu()
         probabilities = torch.sigmoid(logits)
-        best_probability, best_task = probabilities.max(dim=1)
-        window_labels = torch.where(best_probability > threshold, ids[best_task + 1], ids[0])
-
-        for (z, y, x), window_label in zip(batch_starts, window_labels):
-            region = (slice(z, z + roi_size[0]), slice(y, y + roi_size[1]), slice(x, x + roi_size[2]))
-            closer = weight > best_weight[region]
-            labels[region] = torch.where(closer, window_label, labels[region])
-            best_weight[region] = torch.where(closer, weight, best_weight[region])
+        if weighted_sum is not None:
+            for (z, y, x), window_probabilities in zip(batch_starts, probabilities):
+                region = (slice(z, z + roi_size[0]), slice(y, y + roi_size[1]), slice(x, x + roi_size[2]))
+                weighted_sum[(slice(None), *region)] += window_probabilities * weight
+                weight_sum[region] += weight
+        else:
+            best_probability, best_task = probabilities.max(dim=1)
+            window_labels = torch.where(best_probability > threshold, ids[best_task + 1], ids[0])
+            for (z, y, x), window_label in zip(batch_starts, window_labels):
+                region = (slice(z, z + roi_size[0]), slice(y, y + roi_size[1]), slice(x, x + roi_size[2]))
+                closer = weight > best_weight[region]
+                labels[region] = torch.where(closer, window_label, labels[region])
+                best_weight[region] = torch.where(closer, weight, best_weight[region])
         if progress is not None:
             progress(min(first + batch_size, total), total)
+
+    if weighted_sum is not None:
+        # Every voxel lies in at least one window, and the weight is positive everywhere in a window.
+        best_probability, best_task = (weighted_sum / weight_sum).max(dim=0)
+        labels = torch.where(best_probability > threshold, ids[best_task + 1], ids[0])
 
     crop = tuple(slice(0, s) for s in original_shape)
     return labels[crop].numpy()
