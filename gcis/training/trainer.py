@@ -194,7 +194,7 @@ class GCISTrainer:
         unknown = sorted(set(self.settings.task_weights) - set(self.trained_tasks))
         if unknown:
             raise ValueError(
-                f"invalid task weight for {', '.join(unknown)}: no training case annotates it. "
+                f"invalid task weight for {', '.join(unknown)}: this run trains no such task. "
                 f"Use one of: {', '.join(self.trained_tasks)}"
             )
         self.sampler = CropSampler(
