@@ -118,6 +118,8 @@ def test_parse_task_weights_names_the_bad_item():
         parse_task_weights(["esophagus"])
     with pytest.raises(SystemExit, match="'larynx=-1'"):
         parse_task_weights(["larynx=-1"])
+    with pytest.raises(SystemExit, match="'larynx=nan'"):
+        parse_task_weights(["larynx=nan"])
 
 
 def write_datalist(path, items_train, items_val):

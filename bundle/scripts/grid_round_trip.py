@@ -20,10 +20,9 @@ import SimpleITK as sitk
 
 from gcis.data.geometry import Preprocessing, from_model_grid, label_to_grid, model_grid
 from gcis.metrics.overlap import dice_score
+from make_training_datalist import OPENKBP_LABELS
 
 logger = logging.getLogger("grid_round_trip")
-
-OPENKBP_ORGANS = {1: "brainstem", 2: "spinal cord", 3: "right parotid", 4: "left parotid", 5: "esophagus", 6: "larynx", 7: "mandible"}
 
 
 def round_trip_dice(label: sitk.Image, spacing: tuple[float, float, float]) -> dict[int, float]:
@@ -34,7 +33,7 @@ def round_trip_dice(label: sitk.Image, spacing: tuple[float, float, float]) -> d
     original = sitk.GetArrayFromImage(label)
 
     scores = {}
-    for value in OPENKBP_ORGANS:
+    for value in OPENKBP_LABELS:
         if (original == value).any():
             scores[value] = dice_score(back == value, original == value)
     return scores
@@ -64,7 +63,7 @@ def main() -> int:
         logger.info("  %3d cases  %s voxels at %s mm", count, " x ".join(map(str, size)), " x ".join(map(str, voxel)))
 
     logger.info("Dice after the round trip through the %s mm model grid:", " x ".join(map(str, spacing)))
-    for value, name in OPENKBP_ORGANS.items():
+    for value, name in OPENKBP_LABELS.items():
         if scores[value]:
             values = np.array(scores[value])
             logger.info("  %-14s %2d cases  mean %.3f  min %.3f", name, len(values), values.mean(), values.min())

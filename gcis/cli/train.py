@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 from pathlib import Path
 
@@ -80,8 +81,8 @@ def parse_task_weights(values: list[str]) -> dict[str, float]:
             value = float(weight)
         except ValueError:
             value = -1.0
-        if not separator or not name.strip() or value <= 0:
-            raise SystemExit(f"--task-weight {item!r}: expected TASK=WEIGHT with a positive number, e.g. esophagus=2")
+        if not separator or not name.strip() or not math.isfinite(value) or value <= 0:
+            raise SystemExit(f"--task-weight {item!r}: expected TASK=WEIGHT with a positive finite number, e.g. esophagus=2")
         weights[name.strip()] = value
     return weights
 

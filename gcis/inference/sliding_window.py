@@ -78,41 +78,41 @@ def predict_label_map(
     padded = F.pad(volume, padding, value=0.0)
     shape = tuple(padded.shape)
 
-    labels = torch.zeros(shape, dtype=torch.int32)
-    best_weight = torch.zeros(shape, dtype=torch.float32)
     weight = centrality_weight(roi_size)
     ids = torch.tensor([0] + list(label_ids), dtype=torch.int32)
-    weighted_sum = weight_sum = None
     if blend == "weighted":
         weighted_sum = torch.zeros((len(label_ids), *shape), dtype=torch.float32)
         weight_sum = torch.zeros(shape, dtype=torch.float32)
+    else:
+        labels = torch.zeros(shape, dtype=torch.int32)
+        best_weight = torch.zeros(shape, dtype=torch.float32)
 
     starts = list(itertools.product(*(window_starts(s, r, overlap) for s, r in zip(shape, roi_size))))
     total = len(starts)
     for first in range(0, total, batch_size):
-        batch_starts = starts[first : first + batch_size]
-        windows = torch.stack(
-            [padded[z : z + roi_size[0], y : y + roi_size[1], x : x + roi_size[2]] for z, y, x in batch_starts]
-        )
+        regions = [
+            (slice(z, z + roi_size[0]), slice(y, y + roi_size[1]), slice(x, x + roi_size[2]))
+            for z, y, x in starts[first : first + batch_size]
+        ]
+        windows = torch.stack([padded[region] for region in regions])
         logits = predictor(windows[:, None].to(device)).float().cpu()
         probabilities = torch.sigmoid(logits)
-        if weighted_sum is not None:
-            for (z, y, x), window_probabilities in zip(batch_starts, probabilities):
-                region = (slice(z, z + roi_size[0]), slice(y, y + roi_size[1]), slice(x, x + roi_size[2]))
+
+        if blend == "weighted":
+            for region, window_probabilities in zip(regions, probabilities):
                 weighted_sum[(slice(None), *region)] += window_probabilities * weight
                 weight_sum[region] += weight
         else:
             best_probability, best_task = probabilities.max(dim=1)
             window_labels = torch.where(best_probability > threshold, ids[best_task + 1], ids[0])
-            for (z, y, x), window_label in zip(batch_starts, window_labels):
-                region = (slice(z, z + roi_size[0]), slice(y, y + roi_size[1]), slice(x, x + roi_size[2]))
+            for region, window_label in zip(regions, window_labels):
                 closer = weight > best_weight[region]
                 labels[region] = torch.where(closer, window_label, labels[region])
                 best_weight[region] = torch.where(closer, weight, best_weight[region])
         if progress is not None:
             progress(min(first + batch_size, total), total)
 
-    if weighted_sum is not None:
+    if blend == "weighted":
         # Every voxel lies in at least one window, and the weight is positive everywhere in a window.
         best_probability, best_task = (weighted_sum / weight_sum).max(dim=0)
         labels = torch.where(best_probability > threshold, ids[best_task + 1], ids[0])

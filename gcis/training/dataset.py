@@ -80,6 +80,7 @@ class CropSampler:
                 weights = np.array([self.task_weights.get(t, 1.0) for t in case.annotated], dtype=float)
                 task = case.annotated[self.rng.choice(len(case.annotated), p=weights / weights.sum())]
             else:
+                # The unweighted draw keeps the random stream of runs made before task weights existed.
                 task = case.annotated[self.rng.integers(len(case.annotated))]
             voxels = np.argwhere(case.label == case.task_value(task))
             if len(voxels):

@@ -340,7 +340,7 @@ class GCISTrainer:
         self.rng.shuffle(tasks_in_crops)
         self.rng.shuffle(other_tasks)
         if self.settings.centre_task_first:
-            # A crop centred on a task always trains that task, even when the crops hold more tasks than max_tasks.
+            # A crop centred on a task then trains that task, whenever max_tasks is at least the batch size.
             centre_tasks = list(dict.fromkeys(task for _, _, task in draws if task is not None))
             tasks_in_crops = centre_tasks + [t for t in tasks_in_crops if t not in centre_tasks]
         tasks = (tasks_in_crops + other_tasks)[: self.settings.max_tasks_per_step]
