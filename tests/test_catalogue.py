@@ -185,6 +185,19 @@ def test_left_kidney_prompts(catalogue, prompt):
     assert catalogue.find_exact(prompt).name == "kidney_left"
 
 
+@pytest.mark.parametrize(
+    "task_name, other_name",
+    [("kidney_left", "kidney_right"), ("parotid_gland_right", "parotid_gland_left"), ("lung_upper_lobe_left", "lung_upper_lobe_right")],
+)
+def test_counterpart_other_side(catalogue, task_name, other_name):
+    assert catalogue.counterpart(catalogue.get(task_name)).name == other_name
+
+
+@pytest.mark.parametrize("task_name", ["liver", "lung_middle_lobe_right"])
+def test_counterpart_none(catalogue, task_name):
+    assert catalogue.counterpart(catalogue.get(task_name)) is None
+
+
 def test_right_kidney_prompt(catalogue):
     assert catalogue.find_exact("right kidney").name == "kidney_right"
 

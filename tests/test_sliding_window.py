@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gcis.inference.sliding_window import predict_label_map
+from gcis.inference.sliding_window import label_probabilities, predict_label_map, predict_probabilities
 
 ROI = (8, 8, 64)
 
@@ -59,3 +59,29 @@ def test_blends_agree_without_overlap():
 def test_unknown_blend_rejected():
     with pytest.raises(ValueError, match="'mean'"):
         predict_label_map(two_window_predictor(0.9, 0.0), np.zeros((8, 8, 64), np.float32), [1], ROI, blend="mean")
+
+
+def test_probabilities_keep_input_shape():
+    # 60 columns are padded to one 64-column window, and the padding is cropped again.
+    volume = np.zeros((8, 8, 60), np.float32)
+    probabilities = predict_probabilities(two_window_predictor(0.8, 0.8), volume, ROI)
+
+    assert probabilities.shape == (1, 8, 8, 60)
+    assert torch.allclose(probabilities, torch.tensor(0.8))
+
+
+def test_probabilities_average_overlap():
+    # Where the windows overlap (x = 32 to 63), their weights sum to 1 at every column.
+    volume = np.zeros((8, 8, 96), np.float32)
+    probabilities = predict_probabilities(two_window_predictor(0.9, 0.1), volume, ROI, overlap=0.5, batch_size=1)
+
+    assert torch.allclose(probabilities[0, 0, 0, :32], torch.tensor(0.9))
+    assert torch.allclose(probabilities[0, 0, 0, 64:], torch.tensor(0.1))
+    assert torch.allclose(probabilities[0, 0, 0, 48], torch.tensor(0.5), atol=0.02)
+
+
+def test_label_probabilities_most_probable_task():
+    probabilities = torch.tensor([[0.2, 0.7, 0.6], [0.4, 0.6, 0.9]])[:, :, None, None]
+    labels = label_probabilities(probabilities, [3, 8], threshold=0.5)
+
+    assert labels[:, 0, 0].tolist() == [0, 3, 8]

@@ -213,6 +213,22 @@ class TaskCatalogue:
                 break
         return found
 
+    def counterpart(self, task: Task) -> Task | None:
+        """Return the task of the same structure on the other side (same SNOMED property type), else None."""
+        laterality = task.snomed.get("laterality")
+        if laterality is None:
+            return None
+        for other in self.tasks:
+            other_laterality = other.snomed.get("laterality")
+            if (
+                other_laterality is not None
+                and other_laterality["code"] != laterality["code"]
+                and other.category == task.category
+                and other.snomed["property_type"]["code"] == task.snomed["property_type"]["code"]
+            ):
+                return other
+        return None
+
     def names(self) -> list[str]:
         return [task.name for task in self.tasks]
 

@@ -49,6 +49,70 @@ def centrality_weight(roi: tuple[int, int, int]) -> torch.Tensor:
     return profiles[0][:, None, None] * profiles[1][None, :, None] * profiles[2][None, None, :]
 
 
+def _pad_to_window(volume: np.ndarray | torch.Tensor, roi_size: tuple[int, int, int]) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """Return the volume as float32, zero-padded at the far end of each axis shorter than the window, and its original shape."""
+    volume = torch.as_tensor(volume, dtype=torch.float32)
+    padding = []
+    for size, roi in zip(reversed(volume.shape), reversed(roi_size)):
+        padding.extend([0, max(0, roi - size)])
+    return F.pad(volume, padding, value=0.0), tuple(volume.shape)
+
+
+def _window_batches(padded: torch.Tensor, roi_size: tuple[int, int, int], overlap: float, batch_size: int):
+    """Yield (regions, windows, done, total) for each batch of windows that tile the padded volume."""
+    axes = (window_starts(s, r, overlap) for s, r in zip(padded.shape, roi_size))
+    starts = list(itertools.product(*axes))
+    total = len(starts)
+    for first in range(0, total, batch_size):
+        regions = [
+            (slice(z, z + roi_size[0]), slice(y, y + roi_size[1]), slice(x, x + roi_size[2]))
+            for z, y, x in starts[first : first + batch_size]
+        ]
+        windows = torch.stack([padded[region] for region in regions])
+        yield regions, windows[:, None], min(first + batch_size, total), total
+
+
+@torch.inference_mode()
+def predict_probabilities(
+    predictor,
+    volume: np.ndarray | torch.Tensor,
+    roi_size: tuple[int, int, int],
+    overlap: float = 0.25,
+    batch_size: int = DEFAULT_WINDOW_BATCH,
+    device: str | torch.device = "cpu",
+    progress=None,
+) -> torch.Tensor:
+    """Return each task's probability (T, D, H, W), averaged over the windows weighted by centrality.
+
+    `predictor` and `progress` are as for `predict_label_map`. Memory is one volume per task.
+    """
+    padded, original_shape = _pad_to_window(volume, roi_size)
+    weight = centrality_weight(roi_size)
+    weighted_sum = None
+    weight_sum = torch.zeros(padded.shape, dtype=torch.float32)
+
+    for regions, windows, done, total in _window_batches(padded, roi_size, overlap, batch_size):
+        probabilities = torch.sigmoid(predictor(windows.to(device)).float().cpu())
+        if weighted_sum is None:
+            weighted_sum = torch.zeros((probabilities.shape[1], *padded.shape), dtype=torch.float32)
+        for region, window_probabilities in zip(regions, probabilities):
+            weighted_sum[(slice(None), *region)] += window_probabilities * weight
+            weight_sum[region] += weight
+        if progress is not None:
+            progress(done, total)
+
+    # Every voxel lies in at least one window, and the weight is positive everywhere in a window.
+    crop = tuple(slice(0, s) for s in original_shape)
+    return (weighted_sum / weight_sum)[(slice(None), *crop)]
+
+
+def label_probabilities(probabilities: torch.Tensor, label_ids: list[int], threshold: float = 0.5) -> np.ndarray:
+    """Return the label map of task probabilities (T, D, H, W): the most probable task above the threshold, else 0."""
+    ids = torch.tensor([0] + list(label_ids), dtype=torch.int32)
+    best_probability, best_task = probabilities.max(dim=0)
+    return torch.where(best_probability > threshold, ids[best_task + 1], ids[0]).numpy()
+
+
 @torch.inference_mode()
 def predict_label_map(
     predictor,
@@ -70,52 +134,26 @@ def predict_label_map(
     """
     if blend not in BLEND_MODES:
         raise ValueError(f"invalid blend mode {blend!r}. Use one of {', '.join(BLEND_MODES)}")
-    volume = torch.as_tensor(volume, dtype=torch.float32)
-    original_shape = tuple(volume.shape)
-    padding = []
-    for size, roi in zip(reversed(original_shape), reversed(roi_size)):
-        padding.extend([0, max(0, roi - size)])
-    padded = F.pad(volume, padding, value=0.0)
-    shape = tuple(padded.shape)
+    if blend == "weighted":
+        probabilities = predict_probabilities(predictor, volume, roi_size, overlap, batch_size, device, progress)
+        return label_probabilities(probabilities, label_ids, threshold)
 
+    padded, original_shape = _pad_to_window(volume, roi_size)
     weight = centrality_weight(roi_size)
     ids = torch.tensor([0] + list(label_ids), dtype=torch.int32)
-    if blend == "weighted":
-        weighted_sum = torch.zeros((len(label_ids), *shape), dtype=torch.float32)
-        weight_sum = torch.zeros(shape, dtype=torch.float32)
-    else:
-        labels = torch.zeros(shape, dtype=torch.int32)
-        best_weight = torch.zeros(shape, dtype=torch.float32)
+    labels = torch.zeros(padded.shape, dtype=torch.int32)
+    best_weight = torch.zeros(padded.shape, dtype=torch.float32)
 
-    starts = list(itertools.product(*(window_starts(s, r, overlap) for s, r in zip(shape, roi_size))))
-    total = len(starts)
-    for first in range(0, total, batch_size):
-        regions = [
-            (slice(z, z + roi_size[0]), slice(y, y + roi_size[1]), slice(x, x + roi_size[2]))
-            for z, y, x in starts[first : first + batch_size]
-        ]
-        windows = torch.stack([padded[region] for region in regions])
-        logits = predictor(windows[:, None].to(device)).float().cpu()
-        probabilities = torch.sigmoid(logits)
-
-        if blend == "weighted":
-            for region, window_probabilities in zip(regions, probabilities):
-                weighted_sum[(slice(None), *region)] += window_probabilities * weight
-                weight_sum[region] += weight
-        else:
-            best_probability, best_task = probabilities.max(dim=1)
-            window_labels = torch.where(best_probability > threshold, ids[best_task + 1], ids[0])
-            for region, window_label in zip(regions, window_labels):
-                closer = weight > best_weight[region]
-                labels[region] = torch.where(closer, window_label, labels[region])
-                best_weight[region] = torch.where(closer, weight, best_weight[region])
+    for regions, windows, done, total in _window_batches(padded, roi_size, overlap, batch_size):
+        probabilities = torch.sigmoid(predictor(windows.to(device)).float().cpu())
+        best_probability, best_task = probabilities.max(dim=1)
+        window_labels = torch.where(best_probability > threshold, ids[best_task + 1], ids[0])
+        for region, window_label in zip(regions, window_labels):
+            closer = weight > best_weight[region]
+            labels[region] = torch.where(closer, window_label, labels[region])
+            best_weight[region] = torch.where(closer, weight, best_weight[region])
         if progress is not None:
-            progress(min(first + batch_size, total), total)
-
-    if blend == "weighted":
-        # Every voxel lies in at least one window, and the weight is positive everywhere in a window.
-        best_probability, best_task = (weighted_sum / weight_sum).max(dim=0)
-        labels = torch.where(best_probability > threshold, ids[best_task + 1], ids[0])
+            progress(done, total)
 
     crop = tuple(slice(0, s) for s in original_shape)
     return labels[crop].numpy()
