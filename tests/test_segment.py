@@ -151,3 +151,22 @@ def test_segment_rejects_mr_volume(tmp_path, tiny_checkpoint_file):
     assert result.returncode == 2
     assert "t1.nii.gz" in result.stderr
     assert "Hounsfield" in result.stderr
+
+
+def test_segment_output_file_rejected(tmp_path, tiny_checkpoint_file, shared_data):
+    source = shared_data / "totalsegmentator" / "example_ct_sm.nii.gz"
+    existing = tmp_path / "result.txt"
+    existing.write_text("keep me")
+    result = run_gcis("segment", str(source), "-o", str(existing), "--weights", str(tiny_checkpoint_file), "--task", "liver")
+    assert result.returncode == 2
+    assert "result.txt is a file" in result.stderr
+    assert existing.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("option, value", [("--overlap", "1.5"), ("--overlap", "-1"), ("--batch-size", "0")])
+def test_segment_invalid_option_rejected(tmp_path, tiny_checkpoint_file, shared_data, option, value):
+    source = shared_data / "totalsegmentator" / "example_ct_sm.nii.gz"
+    result = run_gcis("segment", str(source), "-o", str(tmp_path), "--weights", str(tiny_checkpoint_file), option, value)
+    assert result.returncode == 2
+    assert option in result.stderr
+    assert value in result.stderr

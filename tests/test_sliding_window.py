@@ -85,3 +85,9 @@ def test_label_probabilities_most_probable_task():
     labels = label_probabilities(probabilities, [3, 8], threshold=0.5)
 
     assert labels[:, 0, 0].tolist() == [0, 3, 8]
+
+
+@pytest.mark.parametrize("overlap", [-0.5, 1.0, 1.5])
+def test_invalid_overlap_rejected(overlap):
+    with pytest.raises(ValueError, match="invalid window overlap"):
+        predict_label_map(two_window_predictor(0.9, 0.0), np.zeros((8, 8, 96), np.float32), [1], ROI, overlap=overlap)

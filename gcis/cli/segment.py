@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from gcis.cli.segmenter_options import add_segmenter_arguments, segmenter_settings, segmenter_weights
+from gcis.cli.segmenter_options import add_segmenter_arguments, positive_int, segmenter_settings, segmenter_weights
 from gcis.data.geometry import read_volume
 from gcis.inference import DEFAULT_WINDOW_BATCH, Segmenter
 from gcis.inference.outputs import write_result
@@ -25,7 +25,7 @@ def add_parser(subparsers) -> None:
     choice.add_argument("--all", action="store_true", help="all tasks the weights were trained on (the default)")
     add_segmenter_arguments(parser)
     parser.add_argument(
-        "--batch-size", type=int, default=DEFAULT_WINDOW_BATCH,
+        "--batch-size", type=positive_int, default=DEFAULT_WINDOW_BATCH,
         help=f"windows per network call (default: {DEFAULT_WINDOW_BATCH})",
     )
     parser.add_argument("--masks", action="store_true", help="also write one binary mask per task found")
@@ -38,7 +38,10 @@ def run(args) -> int:
     segmenter = Segmenter.from_weights(
         segmenter_weights(args), batch_size=args.batch_size, text_encoder=args.text_encoder, **segmenter_settings(args)
     )
-    # Resolve the tasks before reading the image, so a wrong name fails before any compute.
+    # Check the output and resolve the tasks before reading the image, so these fail before any compute.
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"output {output} is a file, not a folder; give a folder path with -o")
     tasks = segmenter.resolve_tasks(args.task, allow_untrained=args.allow_untrained)
     image = read_volume(args.input)
 
@@ -49,7 +52,6 @@ def run(args) -> int:
 
         result = segmenter.segment(image, tasks, source=str(args.input), progress=progress)
 
-    output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     write_result(result, output, masks=args.masks)
     print(f"wrote {output / 'labels.nii.gz'}: {len(result.labels)} of {len(tasks)} tasks found")

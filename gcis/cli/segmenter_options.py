@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
@@ -10,12 +11,35 @@ from gcis.cli.weights import bundle_weights
 from gcis.inference.sliding_window import BLEND_MODES
 
 
+MAX_OVERLAP = 0.9
+
+
+def overlap_fraction(text: str) -> float:
+    """Parse --overlap: a fraction of the window from 0 to MAX_OVERLAP."""
+    value = float(text)
+    if not 0.0 <= value <= MAX_OVERLAP:
+        raise argparse.ArgumentTypeError(f"invalid overlap {text}: give a fraction of the window from 0 to {MAX_OVERLAP}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """Parse a count that must be at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid count {text}: give 1 or more")
+    return value
+
+
 def add_segmenter_arguments(parser) -> None:
     """Add the weights, device, window overlap, window blending and connected-piece options to `parser`."""
     parser.add_argument("--bundle", help="bundle folder whose models/model.pt to use (default: ./bundle)")
     parser.add_argument("--weights", help="checkpoint file (overrides --bundle)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
-    parser.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap, 0 to 0.9")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    parser.add_argument("--device", default=device, help=f"cpu or cuda (default: {device})")
+    parser.add_argument(
+        "--overlap", type=overlap_fraction, default=0.25,
+        help=f"overlap of neighbouring sliding windows, as a fraction of the window, 0 to {MAX_OVERLAP} (default: 0.25)",
+    )
     parser.add_argument(
         "--blend", default="central", choices=BLEND_MODES,
         help="central: each voxel takes the label of its most central window; weighted: average the "

@@ -32,6 +32,8 @@ BLEND_MODES = ("central", "weighted")
 
 def window_starts(size: int, roi: int, overlap: float) -> list[int]:
     """Return window start positions along one axis of `size` voxels (size >= roi)."""
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"invalid window overlap {overlap}: give a fraction of the window in [0, 1)")
     if size <= roi:
         return [0]
     step = max(1, int(round(roi * (1.0 - overlap))))
