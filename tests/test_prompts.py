@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gcis.catalogue import load_catalogue
-from gcis.prompts import PromptResolver, TextEncoder, UnknownPromptError, embed_catalogue
+from gcis.prompts import AmbiguousPromptError, PromptResolver, TextEncoder, UnknownPromptError, embed_catalogue
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,17 @@ def test_right_kidney_not_left(resolver):
 )
 def test_openkbp_names(resolver, prompt, name):
     assert resolver.resolve(prompt).task.name == name
+
+
+@pytest.mark.parametrize("prompt", ["parotid", "the parotid gland"])
+def test_prompt_without_side_rejected(resolver, prompt):
+    with pytest.raises(AmbiguousPromptError, match="add left or right") as caught:
+        resolver.resolve(prompt)
+    assert sorted(caught.value.suggestions) == ["parotid_gland_left", "parotid_gland_right"]
+
+
+def test_prompt_with_side_resolved(resolver):
+    assert resolver.resolve("the left parotid").task.name == "parotid_gland_left"
 
 
 def test_free_text_by_embedding(resolver):

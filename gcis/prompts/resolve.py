@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from typing import Callable
@@ -28,6 +29,23 @@ class UnknownPromptError(ValueError):
             message += f"; closest tasks: {', '.join(suggestions)}"
         message += "; run 'gcis tasks' for the full list"
         super().__init__(message)
+
+
+class AmbiguousPromptError(UnknownPromptError):
+    """A prompt that names no side but matches both sides of a paired structure, such as "parotid"."""
+
+    def __init__(self, prompt: str, tasks: list[Task]):
+        self.prompt = prompt
+        self.suggestions = [task.name for task in tasks]
+        ValueError.__init__(
+            self,
+            f"ambiguous prompt {prompt!r}: it names no side and matches both {' and '.join(self.suggestions)}; "
+            "add left or right",
+        )
+
+
+# A side named in a prompt: "left"/"right" anywhere (also in "LeftParotid"), or l, r, lt, rt as words.
+_SIDE_PATTERN = re.compile(r"left|right|(?<![a-z])(l|r|lt|rt)(?![a-z])")
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,7 @@ class PromptResolver:
         similarities = self._similarities(prompt)
         best_task, best_score = self._best_per_task(similarities)[0]
         if best_score >= self.threshold:
+            self._check_side(prompt, best_task, similarities)
             logger.info("resolved prompt %r to task %s by embedding similarity %.3f", prompt, best_task.name, best_score)
             return Resolution(prompt, best_task, "embedding", best_score)
 
@@ -108,6 +127,15 @@ class PromptResolver:
                 self._phrase_tasks = tasks
             query = self._encoder.embed([prompt])[0]
         return self._phrase_vectors @ query
+
+    def _check_side(self, prompt: str, task: Task, similarities: torch.Tensor) -> None:
+        """Raise AmbiguousPromptError when a prompt without a side matches a lateral task and its counterpart."""
+        counterpart = self.catalogue.counterpart(task)
+        if counterpart is None or _SIDE_PATTERN.search(prompt.lower()):
+            return
+        scores = {other.id: score for other, score in self._best_per_task(similarities)}
+        if scores.get(counterpart.id, 0.0) >= self.threshold:
+            raise AmbiguousPromptError(prompt, [task, counterpart])
 
     def _best_per_task(self, similarities: torch.Tensor) -> list[tuple[Task, float]]:
         best: dict[int, tuple[Task, float]] = {}
