@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from gcis.catalogue import Task, TaskCatalogue
+from gcis.catalogue import Task, TaskCatalogue, normalise_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +41,6 @@ class AmbiguousPromptError(UnknownPromptError):
             f"ambiguous prompt {prompt!r}: it names no side and matches both {' and '.join(self.suggestions)}; "
             "add left or right",
         )
-
-
-# A side named in a prompt: "left"/"right" anywhere (also in "LeftParotid"), or l, r, lt, rt as words.
-_SIDE_PATTERN = re.compile(r"left|right|(?<![a-z])(l|r|lt|rt)(?![a-z])")
 
 
 @dataclass(frozen=True)
@@ -90,15 +85,16 @@ class PromptResolver:
             raise UnknownPromptError(prompt, suggestions, detail=" by name or synonym")
 
         similarities = self._similarities(prompt)
-        best_task, best_score = self._best_per_task(similarities)[0]
+        ranked = self._best_per_task(similarities)
+        best_task, best_score = ranked[0]
         if best_score >= self.threshold:
-            self._check_side(prompt, best_task, similarities)
+            self._check_side(prompt, best_task, ranked)
             logger.info("resolved prompt %r to task %s by embedding similarity %.3f", prompt, best_task.name, best_score)
             return Resolution(prompt, best_task, "embedding", best_score)
 
         # Spelling matches first (they catch typos that embeddings miss), then the nearest embeddings.
         suggestions = [t.name for t in self.catalogue.closest(prompt, n=3)]
-        for task, score in self._best_per_task(similarities):
+        for task, score in ranked:
             if len(suggestions) >= 6:
                 break
             if task.name not in suggestions:
@@ -128,12 +124,19 @@ class PromptResolver:
             query = self._encoder.embed([prompt])[0]
         return self._phrase_vectors @ query
 
-    def _check_side(self, prompt: str, task: Task, similarities: torch.Tensor) -> None:
+    def _check_side(self, prompt: str, task: Task, ranked: list[tuple[Task, float]]) -> None:
         """Raise AmbiguousPromptError when a prompt without a side matches a lateral task and its counterpart."""
         counterpart = self.catalogue.counterpart(task)
-        if counterpart is None or _SIDE_PATTERN.search(prompt.lower()):
+        if counterpart is None:
             return
-        scores = {other.id: score for other, score in self._best_per_task(similarities)}
+
+        # normalise_prompt turns l, lt, r and rt into left and right. A word containing a side
+        # also counts, for names written without spaces such as "LeftParotid".
+        words = normalise_prompt(prompt).split()
+        if any("left" in word or "right" in word for word in words):
+            return
+
+        scores = {other.id: score for other, score in ranked}
         if scores.get(counterpart.id, 0.0) >= self.threshold:
             raise AmbiguousPromptError(prompt, [task, counterpart])
 
