@@ -37,20 +37,19 @@ logger = logging.getLogger("compare_inference_options")
 
 def case_probabilities(segmenter: Segmenter, volume: np.ndarray, tasks, mirror_tasks) -> dict[str, torch.Tensor]:
     """Return the plain and the mirrored pass's probabilities (T, D, H, W) of one volume on the model grid."""
-    model = segmenter.model
-    embeddings = segmenter.checkpoint.embeddings
-    passes = {}
-    for name, prompt_tasks, flip in (("plain", tasks, False), ("mirrored", mirror_tasks, True)):
-        prompts = embeddings.get([t.name for t in prompt_tasks])
+    roi_size = segmenter.model.config.roi_size
+    plain = segmenter.window_predictor(tasks)
+    mirrored = segmenter.window_predictor(mirror_tasks)
 
-        def predictor(windows, prompts=prompts, flip=flip):
-            if flip:
-                windows = windows.flip(-1)
-            logits = model(windows.contiguous(memory_format=torch.channels_last_3d), prompts)
-            return logits.flip(-1) if flip else logits
+    def mirrored_predictor(windows: torch.Tensor) -> torch.Tensor:
+        return mirrored(windows.flip(-1)).flip(-1)
 
-        passes[name] = predict_probabilities(predictor, volume, model.config.roi_size, overlap=segmenter.overlap)
-    return passes
+    return {
+        "plain": predict_probabilities(plain, volume, roi_size, overlap=segmenter.overlap, device=segmenter.device),
+        "mirrored": predict_probabilities(
+            mirrored_predictor, volume, roi_size, overlap=segmenter.overlap, device=segmenter.device
+        ),
+    }
 
 
 def score(probabilities: torch.Tensor, reference: np.ndarray, tasks, values: dict[str, int], threshold: float) -> dict[str, float]:

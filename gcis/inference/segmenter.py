@@ -120,11 +120,15 @@ class Segmenter:
         )
         return SegmentationResult(label_image=label_image, labels=found, tasks=tasks, timings=timings)
 
+    def window_predictor(self, tasks: list[Task]):
+        """Return a function that maps a batch of windows (B, 1, D, H, W) to the tasks' logits (B, T, D, H, W)."""
+        prompts = self.checkpoint.embeddings.get([t.name for t in tasks]).to(self.device)
+        return lambda windows: self.model(windows.contiguous(memory_format=torch.channels_last_3d), prompts)
+
     def predict_array(self, volume: np.ndarray, tasks: list[Task], progress=None) -> np.ndarray:
         """Return the label map (D, H, W) of a volume already on the model grid and normalised."""
-        prompts = self.checkpoint.embeddings.get([t.name for t in tasks]).to(self.device)
         return predict_label_map(
-            lambda windows: self.model(windows.contiguous(memory_format=torch.channels_last_3d), prompts),
+            self.window_predictor(tasks),
             volume,
             [t.id for t in tasks],
             self.model.config.roi_size,
