@@ -173,3 +173,59 @@ def test_unknown_preset():
 def test_unknown_config_key():
     with pytest.raises(ValueError, match="unknown network config keys"):
         load_preset("tiny", colour="red")
+
+
+# Decoder widening
+
+WIDER_TINY = (32, 24, 16, 16, 16, 8, 8)
+FULL_RESOLUTION_WIDER_TINY = (16, 12, 8, 8, 8, 16, 16)
+
+
+@pytest.mark.parametrize("channels", [WIDER_TINY, FULL_RESOLUTION_WIDER_TINY])
+def test_widened_decoder_keeps_logits(tiny_net, channels):
+    from gcis.network.widening import widen_decoder
+
+    image, prompts = random_image(), random_prompts(3)
+    wider = widen_decoder(tiny_net, channels).eval()
+
+    with torch.inference_mode():
+        before = tiny_net(image, prompts)
+        after = wider(image, prompts)
+    assert wider.config.decoder_channels == channels
+    assert torch.allclose(before, after, atol=1e-4, rtol=1e-4)
+
+
+def test_widened_decoder_keeps_routes(tiny_net):
+    from gcis.network.widening import widen_decoder
+
+    prompts = random_prompts(8)
+    wider = widen_decoder(tiny_net, WIDER_TINY).eval()
+
+    assert torch.equal(tiny_net.route(prompts).indices, wider.route(prompts).indices)
+    assert sum(p.numel() for p in wider.parameters()) > sum(p.numel() for p in tiny_net.parameters())
+
+
+def test_widening_noise_separates_copies(tiny_net):
+    from gcis.network.widening import widen_decoder
+
+    wider = widen_decoder(tiny_net, WIDER_TINY, noise=0.05, seed=3)
+    weight = wider.ap_modules[0].pathways[0][0].conv1.conv.weight
+
+    # Channels 0 and 1 are the two copies of the trained channel 0.
+    assert not torch.equal(weight[0], weight[1])
+    assert torch.allclose(weight[0], weight[1], atol=0.5 * float(weight.std()))
+
+
+def test_widening_rejects_width_not_multiple(tiny_net):
+    from gcis.network.widening import widen_decoder
+
+    with pytest.raises(ValueError, match="AP module 2 is invalid: it must be a multiple"):
+        widen_decoder(tiny_net, (16, 18, 8, 8, 8, 8, 8))
+
+
+def test_widening_rejects_changed_residual_layers(tiny_net):
+    from gcis.network.widening import widen_decoder
+
+    # The seventh module's input would become 16 channels wide and its output 8, which adds a projection.
+    with pytest.raises(ValueError, match="change the layers of the network"):
+        widen_decoder(tiny_net, (16, 12, 8, 8, 8, 16, 8))

@@ -302,3 +302,30 @@ def test_frozen_routes_reject_routing_noise(tmp_path, openkbp_items):
 
     with pytest.raises(ValueError, match="routing-noise-until 0"):
         trainer.build()
+
+
+def test_widen_decoder_needs_init_weights(tmp_path, openkbp_items):
+    from gcis.training.trainer import GCISTrainer, TrainingSettings
+
+    datalist = write_datalist(tmp_path / "list.json", openkbp_items[:1], [])
+    settings = TrainingSettings(preset="tiny", widen_decoder=(32, 24, 16, 16, 16, 8, 8))
+    trainer = GCISTrainer(settings, load_datalist(datalist, "training"), [], tmp_path / "run")
+
+    with pytest.raises(ValueError, match="needs init_weights"):
+        trainer.build()
+
+
+def test_widened_fine_tuning_saves_wider_network(tmp_path, openkbp_items, tiny_checkpoint_file):
+    from gcis.checkpoint import load_checkpoint
+    from gcis.training.trainer import GCISTrainer, TrainingSettings
+
+    datalist = write_datalist(tmp_path / "list.json", openkbp_items[:1], [])
+    settings = TrainingSettings(preset="tiny", epochs=1, steps_per_epoch=2, max_tasks_per_step=2,
+                                routing_noise_until=0.0, freeze_routes=True, init_weights=str(tiny_checkpoint_file),
+                                widen_decoder=(32, 24, 16, 16, 16, 8, 8))
+
+    GCISTrainer(settings, load_datalist(datalist, "training"), [], tmp_path / "run").run()
+
+    checkpoint, state = load_checkpoint(tmp_path / "run" / "last.pt", "cpu")
+    assert checkpoint.model.config.decoder_channels == (32, 24, 16, 16, 16, 8, 8)
+    assert state["step"] == 2

@@ -33,6 +33,14 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--init-encoder", help="checkpoint whose Swin encoder and stem start a network with a new decoder"
     )
+    parser.add_argument(
+        "--widen-decoder",
+        type=int,
+        nargs=7,
+        metavar="WIDTH",
+        help="channels of the 7 AP modules to widen the --init-weights network to, each a multiple of its "
+        "trained width; the widened network starts with the same logits",
+    )
     parser.add_argument("--sub-pathways", type=int, help="override the preset's sub-pathways per AP module (1: no routing)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     parser.add_argument(
@@ -115,6 +123,7 @@ def run(args) -> int:
         precision=args.precision,
         init_weights=args.init_weights,
         init_encoder=args.init_encoder,
+        widen_decoder=tuple(args.widen_decoder) if args.widen_decoder else None,
         preset_overrides=overrides,
     )
     trainer = GCISTrainer(settings, train_cases, val_cases, args.output, resume=args.resume)

@@ -43,13 +43,18 @@ def build_deconvs(config: NetworkConfig) -> nn.ModuleList:
     return nn.ModuleList(nn.ConvTranspose3d(ch[k], ch[k], kernel_size=2, stride=2) for k in range(5))
 
 
+def skip_channels(config: NetworkConfig) -> list[int]:
+    """Return the width of the skip features that each AP module reads (0 for the first and the last)."""
+    fs = config.feature_size
+    # Skips of AP modules 2..6: Swin stages at 1/16, 1/8, 1/4, 1/2 and the full-resolution stem.
+    return [0, 8 * fs, 4 * fs, 2 * fs, fs, config.decoder_channels[5], 0]
+
+
 def ap_input_channels(config: NetworkConfig) -> list[int]:
     """Return the input width of each AP module: the previous module's output plus its skip features."""
-    fs = config.feature_size
     ch = config.decoder_channels
-    # Skips of AP modules 2..6: Swin stages at 1/16, 1/8, 1/4, 1/2 and the full-resolution stem.
-    skip_channels = [0, 8 * fs, 4 * fs, 2 * fs, fs, ch[5], 0]
-    return [16 * fs] + [ch[k - 1] + skip_channels[k] for k in range(1, NUM_AP_MODULES)]
+    skips = skip_channels(config)
+    return [16 * config.feature_size] + [ch[k - 1] + skips[k] for k in range(1, NUM_AP_MODULES)]
 
 
 def encode(encoder: SwinTransformer, stem: nn.Module, image: torch.Tensor) -> list[torch.Tensor]:

@@ -19,6 +19,7 @@ from gcis.data.geometry import Preprocessing
 from gcis.inference.sliding_window import predict_label_map
 from gcis.metrics import dice_score
 from gcis.network import balance_loss
+from gcis.network.widening import widen_decoder
 from gcis.prompts import DEFAULT_TEXT_ENCODER, TextEncoder, embed_catalogue
 from gcis.training.dataset import CachedCase, CropSampler, cache_case
 from gcis.training.loss import masked_dice_bce
@@ -58,6 +59,9 @@ class TrainingSettings:
     text_encoder: str = DEFAULT_TEXT_ENCODER
     init_weights: str | None = None
     init_encoder: str | None = None
+    # Decoder widths to widen the init_weights network to, keeping its logits (gcis/network/widening.py).
+    widen_decoder: tuple[int, ...] | None = None
+    widening_noise: float = 0.05
     distributed: bool = False
     preset_overrides: dict = field(default_factory=dict)
     preprocessing: dict = field(default_factory=lambda: Preprocessing().to_dict())
@@ -136,6 +140,11 @@ class GCISTrainer:
                 f"freeze_routes needs routing_noise_until 0, got {self.settings.routing_noise_until}: "
                 "noise would still change the routes (use --routing-noise-until 0)"
             )
+        if self.settings.widen_decoder and not self.settings.init_weights:
+            raise ValueError(
+                f"widen_decoder {tuple(self.settings.widen_decoder)} needs init_weights: only a trained network is "
+                "widened (a new network takes its widths from the preset)"
+            )
         if self.settings.distributed:
             self._init_distributed()
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -149,6 +158,10 @@ class GCISTrainer:
         elif self.settings.init_weights:
             self.checkpoint, _ = load_checkpoint(self.settings.init_weights, self.device)
             logger.info("fine-tuning from %s", self.settings.init_weights)
+            if self.settings.widen_decoder:
+                self.checkpoint.model = widen_decoder(
+                    self.checkpoint.model, self.settings.widen_decoder, self.settings.widening_noise, self.settings.seed
+                ).to(self.device)
         else:
             embeddings = embed_catalogue(TextEncoder(self.settings.text_encoder), load_catalogue())
             overrides = dict(self.settings.preset_overrides)
