@@ -163,10 +163,45 @@ def test_segment_output_file_rejected(tmp_path, tiny_checkpoint_file, shared_dat
     assert existing.read_text() == "keep me"
 
 
-@pytest.mark.parametrize("option, value", [("--overlap", "1.5"), ("--overlap", "-1"), ("--batch-size", "0")])
+@pytest.mark.parametrize(
+    "option, value", [("--overlap", "1.5"), ("--overlap", "-1"), ("--batch-size", "0"), ("--window-size", "48")]
+)
 def test_segment_invalid_option_rejected(tmp_path, tiny_checkpoint_file, shared_data, option, value):
     source = shared_data / "totalsegmentator" / "example_ct_sm.nii.gz"
     result = run_gcis("segment", str(source), "-o", str(tmp_path), "--weights", str(tiny_checkpoint_file), option, value)
     assert result.returncode == 2
     assert option in result.stderr
     assert value in result.stderr
+
+
+def test_window_size_sets_sliding_window(tiny_checkpoint_file):
+    default = Segmenter.from_weights(tiny_checkpoint_file)
+    larger = Segmenter.from_weights(tiny_checkpoint_file, window_size=64)
+    volume = np.zeros((70, 70, 70), dtype=np.float32)
+    tasks = default.resolve_tasks(["liver"])
+
+    assert default.roi_size == (32, 32, 32)
+    assert larger.roi_size == (64, 64, 64)
+    assert larger.predict_array(volume, tasks).shape == (70, 70, 70)
+
+
+def test_window_size_not_multiple_of_32_rejected(tiny_checkpoint_file):
+    with pytest.raises(ValueError, match="invalid window size 40"):
+        Segmenter.from_weights(tiny_checkpoint_file, window_size=40)
+
+
+def test_evaluate_max_cases_scores_first(tmp_path, tiny_checkpoint_file, shared_data):
+    example = shared_data / "totalsegmentator"
+    case = {"image": str(example / "example_ct_sm.nii.gz"), "label": str(example / "example_seg.nii.gz"),
+            "labels": {"1": "spleen", "5": "liver"}}
+    datalist = tmp_path / "list.json"
+    datalist.write_text(json.dumps({"validation": [dict(case, case_id="first"), dict(case, case_id="second")]}))
+    scores = tmp_path / "scores.csv"
+
+    result = run_gcis("evaluate", "--datalist", str(datalist), "--weights", str(tiny_checkpoint_file),
+                      "--max-cases", "1", "-o", str(scores))
+
+    assert result.returncode == 0, result.stderr
+    rows = scores.read_text().splitlines()[1:]
+    assert {row.split(",")[0] for row in rows} == {"first"}
+    assert len(rows) == 2

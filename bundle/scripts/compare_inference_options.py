@@ -37,7 +37,7 @@ logger = logging.getLogger("compare_inference_options")
 
 def case_probabilities(segmenter: Segmenter, volume: np.ndarray, tasks, mirror_tasks) -> dict[str, torch.Tensor]:
     """Return the plain and the mirrored pass's probabilities (T, D, H, W) of one volume on the model grid."""
-    roi_size = segmenter.model.config.roi_size
+    roi_size = segmenter.roi_size
     plain = segmenter.window_predictor(tasks)
     mirrored = segmenter.window_predictor(mirror_tasks)
 

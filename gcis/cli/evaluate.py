@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from gcis.cli.segmenter_options import add_segmenter_arguments, segmenter_settings, segmenter_weights
+from gcis.cli.segmenter_options import add_segmenter_arguments, positive_int, segmenter_settings, segmenter_weights
 from gcis.data.datalist import load_datalist
 from gcis.inference import Segmenter
 from gcis.metrics import summarise
@@ -19,6 +19,9 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="score segmentations of a datalist: Dice, HD95, clDice")
     parser.add_argument("--datalist", required=True, help="datalist JSON of images and reference label maps")
     parser.add_argument("--section", default="validation", help="datalist section to evaluate")
+    parser.add_argument(
+        "--max-cases", type=positive_int, help="score only the first N cases of the section, for a quick check"
+    )
     parser.add_argument("--predictions", help="folder of existing results, <case_id>/labels.nii.gz, instead of running the model")
     add_segmenter_arguments(parser)
     parser.add_argument("-o", "--output", help="CSV file of per-case scores; a '-summary' CSV is written beside it")
@@ -28,6 +31,8 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     cases = load_datalist(args.datalist, args.section)
+    if args.max_cases:
+        cases = cases[: args.max_cases]
     segmenter = None
     if not args.predictions:
         segmenter = Segmenter.from_weights(segmenter_weights(args), **segmenter_settings(args))

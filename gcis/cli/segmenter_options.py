@@ -30,8 +30,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def window_edge(text: str) -> int:
+    """Parse --window-size: an edge length in voxels that is a positive multiple of 32."""
+    value = int(text)
+    if value < 32 or value % 32:
+        raise argparse.ArgumentTypeError(f"invalid window size {text}: give a multiple of 32 voxels, such as 64 or 96")
+    return value
+
+
 def add_segmenter_arguments(parser) -> None:
-    """Add the weights, device, window overlap, window blending and connected-piece options to `parser`."""
+    """Add the weights, device, window size, overlap and blending, and connected-piece options to `parser`."""
     parser.add_argument("--bundle", help="bundle folder whose models/model.pt to use (default: ./bundle)")
     parser.add_argument("--weights", help="checkpoint file (overrides --bundle)")
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -39,6 +47,11 @@ def add_segmenter_arguments(parser) -> None:
     parser.add_argument(
         "--overlap", type=overlap_fraction, default=0.25,
         help=f"overlap of neighbouring sliding windows, as a fraction of the window, 0 to {MAX_OVERLAP} (default: 0.25)",
+    )
+    parser.add_argument(
+        "--window-size", type=window_edge,
+        help="edge of the cubic sliding window in voxels of the model grid, a multiple of 32 "
+        "(default: the crop size the weights were trained on)",
     )
     parser.add_argument(
         "--blend", default="central", choices=BLEND_MODES,
@@ -62,5 +75,6 @@ def segmenter_settings(args) -> dict:
         "device": args.device,
         "overlap": args.overlap,
         "blend": args.blend,
+        "window_size": args.window_size,
         "largest_component": not args.all_components,
     }

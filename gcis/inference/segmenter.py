@@ -54,6 +54,7 @@ class Segmenter:
         text_encoder: str = DEFAULT_TEXT_ENCODER,
         largest_component: bool = True,
         blend: str = "central",
+        window_size: int | None = None,
     ):
         self.checkpoint = checkpoint
         self.device = torch.device(device)
@@ -62,6 +63,12 @@ class Segmenter:
         self.batch_size = batch_size
         self.largest_component = largest_component
         self.blend = blend
+        self.roi_size = self.model.config.roi_size
+        if window_size is not None:
+            if window_size < 32 or window_size % 32:
+                raise ValueError(f"invalid window size {window_size}: use a multiple of 32 voxels (the encoder downsamples 5 times by 2)")
+            # NOTE: windows larger than the training crops scored lower with the shipped weights (bundle/docs/training.md).
+            self.roi_size = (window_size,) * 3
         self.catalogue = load_catalogue()
         self.preprocessing = Preprocessing.from_dict(checkpoint.metadata.get("preprocessing", Preprocessing().to_dict()))
         self.resolver = PromptResolver(self.catalogue, encoder_factory=lambda: TextEncoder(text_encoder))
@@ -131,7 +138,7 @@ class Segmenter:
             self.window_predictor(tasks),
             volume,
             [t.id for t in tasks],
-            self.model.config.roi_size,
+            self.roi_size,
             overlap=self.overlap,
             batch_size=self.batch_size,
             device=self.device,
