@@ -108,5 +108,23 @@ gcis train "${common[@]}" \
     --task-weight esophagus=2 \
     --task-weight larynx=2 \
     --centre-task-first \
+    "$@"
+
+# Stage 7. The decoder of stage 6's best weights is widened (AP modules 1 to 5 to twice their
+# channels; the full-resolution modules keep 16) with the same logits, then trained on with
+# stage 6's crop settings.
+restore_committed_state runs/shipped_stage7 bundle/models/resume/stage7
+gcis train "${common[@]}" \
+    -o runs/shipped_stage7 \
+    --init-weights runs/shipped_stage6/best.pt \
+    --widen-decoder 96 64 48 32 32 16 16 \
+    --epochs 28 \
+    --learning-rate 3e-4 \
+    --validate-every 3 \
+    --precision bf16 \
+    --freeze-routes \
+    --task-weight esophagus=2 \
+    --task-weight larynx=2 \
+    --centre-task-first \
     --export bundle/models/model.pt \
     "$@"

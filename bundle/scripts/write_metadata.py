@@ -14,6 +14,7 @@ from gcis.checkpoint import load_checkpoint
 
 BUNDLE = Path(__file__).resolve().parents[1]
 CHANGELOG = {
+    "0.8.0": "stage 7: stage 6's best weights with the decoder widened to twice the channels below full resolution, trained for 1,440 more steps",
     "0.7.0": "stage 6: stage 5's best weights trained for 1,280 more steps, with more crops on the esophagus and larynx",
     "0.6.0": "stage 5: stage 4's best weights trained for 2,080 more steps in bfloat16, routes still frozen",
     "0.5.0": "stage 4: stage 3's best weights fine-tuned for 720 more steps with the routers frozen, so no task changes route",
@@ -32,9 +33,10 @@ def main() -> None:
 
     checkpoint, _ = load_checkpoint(args.weights)
     training = checkpoint.metadata.get("training", {})
+    channels = ", ".join(str(c) for c in checkpoint.model.config.decoder_channels)
     summary = (
-        f"Trained with the {checkpoint.metadata.get('preset', '?')} preset; the last stage ran "
-        f"{training.get('steps', 0)} steps (all stages: docs/training.md)."
+        f"Trained with the {checkpoint.metadata.get('preset', '?')} preset, decoder channels {channels}; "
+        f"the last stage ran {training.get('steps', 0)} steps (all stages: docs/training.md)."
     )
     metadata = build_metadata(checkpoint, CHANGELOG, summary)
     write_metadata(args.output, metadata)

@@ -1,12 +1,12 @@
 """Widen the decoder of a trained gCIS network without changing what it computes.
 
-Each decoder channel of the trained network becomes `r` adjacent channels of the wider one
-(Net2Net-style widening, Chen et al., ICLR 2016). The copies' incoming weights are those of
-the original channel, and the weights that read them are divided by `r`, so every sum that
-a layer forms is the same as before. The copies of a channel are adjacent, so each of the 4
-group-norm groups holds the copies of exactly the channels that it held before, with the
-same mean and variance. The wider network therefore returns the same logits, up to float
-rounding, and training resumes from the trained network's accuracy with more capacity.
+Each decoder channel of the trained network becomes `r` adjacent copies in the wider one.
+The copies keep the original channel's incoming weights, and the weights that read them
+are divided by `r`, so every sum that a layer forms is the same as before. Because the
+copies are adjacent, each of the 4 group-norm groups contains the copies of exactly its
+former channels, with the same mean and variance. The wider network therefore returns the
+same logits up to float rounding, and training starts from the trained network's accuracy
+with more capacity.
 
 Copies that stay identical also receive identical gradients and would never diverge, so
 `noise` adds a small Gaussian perturbation to the widened weights.
