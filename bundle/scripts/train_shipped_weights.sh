@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Train the shipped weights (bundle/models/model.pt) from the shared data, on CPU or GPU.
 #
-# Stages 2 to 6 of six (see bundle/docs/training.md). Stage 2 trains a network of preset
+# Stages 2 to 7 of seven (see bundle/docs/training.md). Stage 2 trains a network of preset
 # "medium" whose Swin encoder starts from the stage-1 weights (bundle/models/stage1_small.pt,
 # preset "small"). Stage 3 fine-tunes all of stage 2's weights on a new learning-rate
 # schedule, in bfloat16. Stage 4 fine-tunes stage 3's best weights with the routers frozen,
 # so that no task leaves the sub-pathways it was trained on. Stage 5 trains stage 4's best
 # weights further, routes still frozen, on a longer schedule in bfloat16. Stage 6 trains stage 5's
-# best weights with more crops on the esophagus and the larynx, the two weakest organs. Rerunning
+# best weights with more crops on the esophagus and the larynx, the two weakest organs. Stage 7
+# widens stage 6's decoder and trains on. Rerunning
 # continues each stage from its last.pt in runs/, or from the committed copies in
 # bundle/models/resume/, so training can span several sessions. A finished stage returns
 # at once.
@@ -110,9 +111,10 @@ gcis train "${common[@]}" \
     --centre-task-first \
     "$@"
 
-# Stage 7. The decoder of stage 6's best weights is widened (AP modules 1 to 5 to twice their
-# channels; the full-resolution modules keep 16) with the same logits, then trained on with
-# stage 6's crop settings.
+# Stage 7. It widens the decoder of stage 6's best weights without changing their logits: AP
+# modules 1 to 5 get twice their channels, and the full-resolution modules keep 16. Training
+# then goes on with stage 6's crop settings.
+# NOTE: stage 7's last.pt (128 MB) is not committed, so on a fresh clone this stage runs again.
 restore_committed_state runs/shipped_stage7 bundle/models/resume/stage7
 gcis train "${common[@]}" \
     -o runs/shipped_stage7 \
