@@ -97,6 +97,11 @@ gcis train "${common[@]}" \
 
 # Stage 6. Organ-centred crops centre twice as often on the two weakest organs, and each crop
 # always trains the organ it is centred on.
+favour_weak_organs=(
+    --task-weight esophagus=2
+    --task-weight larynx=2
+    --centre-task-first
+)
 restore_committed_state runs/shipped_stage6 bundle/models/resume/stage6
 gcis train "${common[@]}" \
     -o runs/shipped_stage6 \
@@ -106,14 +111,12 @@ gcis train "${common[@]}" \
     --validate-every 2 \
     --precision bf16 \
     --freeze-routes \
-    --task-weight esophagus=2 \
-    --task-weight larynx=2 \
-    --centre-task-first \
+    "${favour_weak_organs[@]}" \
     "$@"
 
 # Stage 7. It widens the decoder of stage 6's best weights without changing their logits: AP
 # modules 1 to 5 get twice their channels, and the full-resolution modules keep 16. Training
-# then goes on with stage 6's crop settings.
+# then goes on with stage 6's crop settings (favour_weak_organs).
 # NOTE: stage 7's last.pt (128 MB) is not committed, so on a fresh clone this stage runs again.
 restore_committed_state runs/shipped_stage7 bundle/models/resume/stage7
 gcis train "${common[@]}" \
@@ -125,8 +128,6 @@ gcis train "${common[@]}" \
     --validate-every 3 \
     --precision bf16 \
     --freeze-routes \
-    --task-weight esophagus=2 \
-    --task-weight larynx=2 \
-    --centre-task-first \
+    "${favour_weak_organs[@]}" \
     --export bundle/models/model.pt \
     "$@"

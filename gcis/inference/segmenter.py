@@ -65,10 +65,11 @@ class Segmenter:
         self.blend = blend
         self.roi_size = self.model.config.roi_size
         if window_size is not None:
-            if window_size < 32 or window_size % 32:
-                raise ValueError(f"invalid window size {window_size}: use a multiple of 32 voxels (the encoder downsamples 5 times by 2)")
             # NOTE: windows larger than the training crops scored lower with the shipped weights (bundle/docs/training.md).
-            self.roi_size = (window_size,) * 3
+            try:
+                self.roi_size = self.model.config.replace(roi_size=(window_size,) * 3).roi_size
+            except ValueError as error:
+                raise ValueError(f"invalid window size {window_size}: {error}") from error
         self.catalogue = load_catalogue()
         self.preprocessing = Preprocessing.from_dict(checkpoint.metadata.get("preprocessing", Preprocessing().to_dict()))
         self.resolver = PromptResolver(self.catalogue, encoder_factory=lambda: TextEncoder(text_encoder))

@@ -19,7 +19,7 @@ import logging
 import torch
 
 from gcis.network.config import NUM_AP_MODULES
-from gcis.network.gcis_net import GCISNet, skip_channels
+from gcis.network.gcis_net import GCISNet, ap_input_channels, skip_channels
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def ap_input_segments(model: GCISNet, factors: list[int]) -> list[list[Segment]]
     """Return the input segments of each AP module: the upsampled parent's channels, then the skip's."""
     config = model.config
     skips = skip_channels(config)
-    segments: list[list[Segment]] = [[(16 * config.feature_size, 1)]]
+    segments: list[list[Segment]] = [[(ap_input_channels(config)[0], 1)]]
     for k in range(1, NUM_AP_MODULES):
         parent = (config.decoder_channels[k - 1], factors[k - 1])
         # The sixth module's skip is the full-resolution stem, which is as wide as the sixth module.

@@ -161,7 +161,7 @@ class GCISTrainer:
             if self.settings.widen_decoder:
                 self.checkpoint.model = widen_decoder(
                     self.checkpoint.model, self.settings.widen_decoder, self.settings.widening_noise, self.settings.seed
-                ).to(self.device)
+                )
         else:
             embeddings = embed_catalogue(TextEncoder(self.settings.text_encoder), load_catalogue())
             overrides = dict(self.settings.preset_overrides)
